@@ -1,0 +1,1 @@
+"""Real embodiments: arm drivers, motor buses, cameras, robot server (issue #4)."""

@@ -1,0 +1,1 @@
+"""Names of the robots in this package (imports nothing heavy)."""
