@@ -1,0 +1,146 @@
+"""Collect scripted-expert demonstrations into a dataset, in parallel.
+
+Each worker process owns its environments and runs the one `Runner` (safety
+filter and language-motion labelling included) with the env's privileged
+expert as the policy, recording into memory. The parent process owns the
+single `DatasetWriter` and publishes finished episodes in a fixed order, so
+a run with the same config writes the same dataset whatever the number of
+workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from embodied import registry
+
+
+@dataclasses.dataclass
+class CollectConfig:
+    """tasks: registered env names, or a suite prefix such as "tabletop/" for all of it.
+    episodes_per_task: demonstrations attempted per task (seeds seed .. seed+n-1).
+    workers: parallel environment processes. keep_failures: also write
+    episodes where the expert failed (flagged success=False)."""
+
+    tasks: tuple[str, ...] = ("tabletop/",)
+    episodes_per_task: int = 5
+    out: Path = Path("outputs/demo/data")
+    workers: int = 2
+    seed: int = 0
+    cameras: tuple[str, ...] = ("front", "wrist")
+    image_size: int = 128
+    keep_failures: bool = False
+
+
+@dataclasses.dataclass
+class TaskStats:
+    task: str
+    attempted: int = 0
+    succeeded: int = 0
+    steps: list[int] = dataclasses.field(default_factory=list)
+    interventions: int = 0
+
+    @property
+    def success_rate(self) -> float:
+        return self.succeeded / self.attempted if self.attempted else 0.0
+
+
+def resolve_tasks(patterns: tuple[str, ...]) -> list[str]:
+    """Expand suite prefixes ("tabletop/") into registered env names; keep exact names."""
+    out: list[str] = []
+    for p in patterns:
+        if p.endswith("/"):
+            found = registry.names("env", prefix=p)
+            if not found:
+                raise ValueError(f"no registered env starts with {p!r}; run `embodied list` to see them")
+            out.extend(found)
+        else:
+            registry.get(p, "env")
+            out.append(p)
+    return list(dict.fromkeys(out))
+
+
+def env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
+    return {"cameras": tuple(cfg.cameras), "image_size": (cfg.image_size, cfg.image_size)}
+
+
+# --- worker side -------------------------------------------------------------
+
+_WORKER_ENVS: dict[str, Any] = {}
+_WORKER_KWARGS: dict[str, Any] = {}
+
+
+def _init_worker(kwargs: dict[str, Any]) -> None:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    _WORKER_KWARGS.update(kwargs)
+
+
+def _run_one(job: tuple[str, int]) -> tuple[str, int, Any, int]:
+    """Run the expert for (task, seed); returns (task, seed, RecordedEpisode, interventions)."""
+    from embodied.episode import EpisodeBuffer
+    from embodied.expert import ExpertPolicy
+    from embodied.runner import Runner
+    from embodied.sim import make_embodiment
+
+    task, seed = job
+    emb = _WORKER_ENVS.get(task)
+    if emb is None:
+        emb = _WORKER_ENVS[task] = make_embodiment(task, **_WORKER_KWARGS)
+    runner = Runner(emb, ExpertPolicy(emb), recorder=EpisodeBuffer())
+    result = runner.run_episode(seed=seed)
+    episode = result.recorded
+    episode.meta.update(seed=seed, env=task, spec=emb.spec)
+    return task, seed, episode, result.interventions
+
+
+def run_jobs(jobs: list[tuple[str, int]], kwargs: dict[str, Any], workers: int) -> Iterator[tuple[str, int, Any, int]]:
+    """Yield finished episodes in job order, from `workers` processes (1 = in this process)."""
+    if workers <= 1:
+        _init_worker(kwargs)
+        for job in jobs:
+            yield _run_one(job)
+        return
+    # spawn, not fork: MuJoCo's EGL contexts do not survive a fork.
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(kwargs,)) as pool:
+        yield from pool.imap(_run_one, jobs, chunksize=1)
+
+
+# --- parent side ---------------------------------------------------------------
+
+
+def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, TaskStats]:
+    """Run the experts and write successful episodes to `cfg.out`. Returns per-task stats."""
+    from embodied.data import DatasetWriter
+
+    tasks = resolve_tasks(cfg.tasks)
+    jobs = [(t, cfg.seed + i) for t in tasks for i in range(cfg.episodes_per_task)]
+    stats = {t: TaskStats(t) for t in tasks}
+    writer = None
+    bar = tqdm(total=len(jobs), desc="collecting", unit="ep", disable=not progress)
+    try:
+        for task, _seed, episode, interventions in run_jobs(jobs, env_kwargs(cfg), cfg.workers):
+            s = stats[task]
+            s.attempted += 1
+            s.succeeded += int(episode.success)
+            s.steps.append(len(episode))
+            s.interventions += interventions
+            if episode.success or cfg.keep_failures:
+                if writer is None:
+                    spec = episode.meta["spec"]
+                    writer = DatasetWriter(cfg.out, spec, fps=spec.control_hz, robot_type=spec.name)
+                episode.write_to(writer)
+            bar.set_postfix(task=task.split("/")[-1], success=f"{sum(x.succeeded for x in stats.values())}/{bar.n + 1}")
+            bar.update()
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    return stats

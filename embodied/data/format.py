@@ -1,0 +1,281 @@
+"""The LeRobotDataset v3.0 layout: paths, info.json, features, tables.
+
+A dataset folder holds::
+
+    meta/info.json                  schema, fps, totals, path templates, our spec
+    meta/stats.json                 normalisation statistics per feature
+    meta/tasks.parquet              task string <-> task_index
+    meta/episodes/chunk-000/file-000.parquet   one row per episode
+    data/chunk-CCC/file-FFF.parquet            one file per episode here
+    videos/observation.images.<cam>/chunk-CCC/file-FFF.mp4
+
+Episode ``i`` lives in chunk ``i // chunks_size``, file ``i % chunks_size``
+(one episode per file is valid v3: where each episode is comes from the
+episodes table). Our additions are the per-step string columns
+``language_motion``, ``subtask``, ``corrections`` (JSON), the ``success``
+column of the episodes table and the ``embodied`` key of info.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embodied.data.errors import DatasetError, damaged, missing
+from embodied.types import EmbodimentSpec
+
+CODEBASE_VERSION = "v3.0"
+INFO_PATH = "meta/info.json"
+STATS_PATH = "meta/stats.json"
+TASKS_PATH = "meta/tasks.parquet"
+EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+DEFAULT_CHUNKS_SIZE = 1000
+# LeRobot's defaults; advisory here, since every episode gets its own files.
+DATA_FILES_SIZE_IN_MB = 100
+VIDEO_FILES_SIZE_IN_MB = 200
+
+EXTRA_KEY = "embodied"  # our own info.json key: the EmbodimentSpec and our format version
+EXTRA_VERSION = 1
+
+STATE = "observation.state"
+ACTION = "action"
+IMAGE_PREFIX = "observation.images."
+SCALAR_FEATURES = {"timestamp": "float32", "frame_index": "int64", "episode_index": "int64",
+                   "index": "int64", "task_index": "int64"}
+STRING_FEATURES = ("language_motion", "subtask", "corrections")
+
+BROKEN_META_HINT = (
+    "The metadata is damaged: restore it from a backup or copy; the episode files under data/ and videos/ "
+    "are untouched."
+)
+BROKEN_EPISODE_HINT = "This episode's file is damaged: restore it from a backup, or re-record the episode."
+
+
+def video_key(camera: str) -> str:
+    return IMAGE_PREFIX + camera
+
+
+def state_names(spec: EmbodimentSpec) -> list[str]:
+    """Names of the flat ``observation.state`` vector: ``<key>.<i>`` in spec order."""
+    return [f"{key}.{i}" for key, dim in spec.state.items() for i in range(dim)]
+
+
+def state_dim(spec: EmbodimentSpec) -> int:
+    return sum(spec.state.values())
+
+
+def flatten_state(state: Mapping[str, np.ndarray], spec: EmbodimentSpec) -> np.ndarray:
+    """{key: (d,)} -> (S,) float32, the keys concatenated in spec order."""
+    return np.concatenate([np.asarray(state[k], np.float32).reshape(-1) for k in spec.state])
+
+
+def split_state(flat: np.ndarray, spec: EmbodimentSpec) -> dict[str, np.ndarray]:
+    """(T, S) -> {key: (T, d)}, the inverse of `flatten_state` applied per row."""
+    out, i = {}, 0
+    for key, dim in spec.state.items():
+        out[key] = flat[:, i : i + dim]
+        i += dim
+    return out
+
+
+def fps_value(fps: float) -> int | float:
+    """LeRobot stores fps as an int; keep an int whenever the rate is whole."""
+    fps = float(fps)
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number, got {fps}")
+    return int(fps) if fps.is_integer() else fps
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where each file of a dataset lives."""
+
+    root: Path
+    chunks_size: int = DEFAULT_CHUNKS_SIZE
+
+    def chunk_file(self, episode_index: int) -> tuple[int, int]:
+        return divmod(episode_index, self.chunks_size)
+
+    @property
+    def info(self) -> Path:
+        return self.root / INFO_PATH
+
+    @property
+    def stats(self) -> Path:
+        return self.root / STATS_PATH
+
+    @property
+    def tasks(self) -> Path:
+        return self.root / TASKS_PATH
+
+    @property
+    def episodes(self) -> Path:
+        return self.root / EPISODES_PATH.format(chunk_index=0, file_index=0)
+
+    def data(self, chunk_index: int, file_index: int) -> Path:
+        return self.root / DATA_PATH.format(chunk_index=chunk_index, file_index=file_index)
+
+    def video(self, camera: str, chunk_index: int, file_index: int) -> Path:
+        return self.root / VIDEO_PATH.format(
+            video_key=video_key(camera), chunk_index=chunk_index, file_index=file_index
+        )
+
+
+def build_features(spec: EmbodimentSpec, fps: float, video_info: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """info.json ``features``: {name: {dtype, shape, names[, info]}}; video_info is per camera."""
+    action_names = list(spec.action.names) or [f"a{i}" for i in range(spec.action.dim)]
+    features: dict[str, Any] = {
+        STATE: {"dtype": "float32", "shape": [state_dim(spec)], "names": state_names(spec)},
+        ACTION: {"dtype": "float32", "shape": [spec.action.dim], "names": action_names},
+    }
+    for cam in spec.cameras:
+        features[video_key(cam.name)] = {
+            "dtype": "video",
+            "shape": [cam.height, cam.width, 3],
+            "names": ["height", "width", "channels"],
+            "info": dict(video_info[cam.name]),
+        }
+    for name, dtype in SCALAR_FEATURES.items():
+        features[name] = {"dtype": dtype, "shape": [1], "names": None}
+    for name in STRING_FEATURES:
+        features[name] = {"dtype": "string", "shape": [1], "names": None}
+    return features
+
+
+def new_info(spec: EmbodimentSpec, fps: float, robot_type: str, video_info: Mapping[str, dict[str, Any]],
+             chunks_size: int = DEFAULT_CHUNKS_SIZE) -> dict[str, Any]:
+    """info.json of an empty dataset."""
+    return {
+        "codebase_version": CODEBASE_VERSION,
+        "robot_type": robot_type,
+        "total_episodes": 0,
+        "total_frames": 0,
+        "total_tasks": 0,
+        "chunks_size": chunks_size,
+        "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
+        "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB,
+        "fps": fps_value(fps),
+        "splits": {"train": "0:0"},
+        "data_path": DATA_PATH,
+        "video_path": VIDEO_PATH if spec.cameras else None,
+        "features": build_features(spec, fps, video_info),
+        EXTRA_KEY: {"version": EXTRA_VERSION, "embodiment_spec": spec.to_dict()},
+    }
+
+
+_REQUIRED_INFO = ("codebase_version", "fps", "features", "total_episodes", "total_frames", "total_tasks",
+                  "chunks_size")
+
+
+def read_info(root: Path) -> dict[str, Any]:
+    """Load and check meta/info.json; any problem is a DatasetError naming the file."""
+    path = Path(root) / INFO_PATH
+    if not path.is_file():
+        if not Path(root).exists():
+            raise DatasetError(f"{root}: no dataset here (the folder does not exist).", root)
+        raise missing(path, f"{root} is not a dataset (or its metadata was deleted); "
+                            "point at a folder written by DatasetWriter.")
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise damaged(path, "is not valid JSON", e, BROKEN_META_HINT) from None
+    if not isinstance(info, dict):
+        raise DatasetError(f"{path}: expected a JSON object, got {type(info).__name__}. {BROKEN_META_HINT}", path)
+    absent = [k for k in _REQUIRED_INFO if k not in info]
+    if absent:
+        raise DatasetError(f"{path}: lacks the keys {absent}. {BROKEN_META_HINT}", path)
+    if info["codebase_version"] != CODEBASE_VERSION:
+        raise DatasetError(
+            f"{path}: codebase_version is {info['codebase_version']!r}; this reader handles {CODEBASE_VERSION!r}. "
+            "Convert the dataset with LeRobot's convert_dataset_v21_to_v30 script first.",
+            path,
+        )
+    if EXTRA_KEY not in info or "embodiment_spec" not in info[EXTRA_KEY]:
+        raise DatasetError(
+            f"{path}: has no {EXTRA_KEY!r} key with the embodiment spec, so it was not written by "
+            "embodied.data.DatasetWriter (or LeRobot rewrote info.json and dropped it). "
+            f"Add {{\"{EXTRA_KEY}\": {{\"embodiment_spec\": ...}}}} from the robot's EmbodimentSpec.to_dict().",
+            path,
+        )
+    return info
+
+
+def spec_from_info(info: Mapping[str, Any], path: Path) -> EmbodimentSpec:
+    try:
+        return EmbodimentSpec.from_dict(info[EXTRA_KEY]["embodiment_spec"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise damaged(path, "holds an unreadable embodiment spec", e, BROKEN_META_HINT) from None
+
+
+def read_table(path: Path, what: str, hint: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """Read a parquet file, turning any failure into a DatasetError naming it."""
+    if not path.is_file():
+        raise missing(path, hint)
+    try:
+        table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise damaged(path, f"cannot be read as {what}", e, hint) from None
+    return table
+
+
+def require_columns(table: pa.Table, columns: Sequence[str], path: Path, hint: str) -> None:
+    absent = [c for c in columns if c not in table.column_names]
+    if absent:
+        raise DatasetError(f"{path}: lacks the columns {absent}. {hint}", path)
+
+
+def list_column(table: pa.Table, name: str, width: int, dtype: Any, path: Path) -> np.ndarray:
+    """A fixed- or variable-size list column as a (rows, width) array."""
+    col = table.column(name).combine_chunks()
+    try:
+        values = col.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+        return values.reshape(len(col), width)
+    except (pa.ArrowException, ValueError) as e:
+        raise damaged(path, f"has a malformed {name!r} column (expected {width} values per row)", e,
+                      BROKEN_EPISODE_HINT) from None
+
+
+def tasks_table(tasks: Sequence[str]) -> pa.Table:
+    """meta/tasks.parquet; pandas metadata makes `task` the index, as LeRobot's reader expects."""
+    table = pa.table({"task_index": pa.array(range(len(tasks)), pa.int64()), "task": pa.array(tasks, pa.string())})
+    pandas_meta = {
+        "index_columns": ["task"],
+        "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object",
+                            "metadata": {"encoding": "UTF-8"}}],
+        "columns": [
+            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64",
+             "metadata": None},
+            {"name": "task", "field_name": "task", "pandas_type": "unicode", "numpy_type": "object",
+             "metadata": None},
+        ],
+        "creator": {"library": "pyarrow", "version": pa.__version__},
+        "pandas_version": "2.2.0",
+    }
+    return table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
+
+
+def read_tasks(layout: Layout, total_tasks: int) -> list[str]:
+    """Task strings by task_index (only the first `total_tasks`, the committed ones)."""
+    if total_tasks == 0:
+        return []
+    table = read_table(layout.tasks, "a tasks table", BROKEN_META_HINT)
+    require_columns(table, ["task_index", "task"], layout.tasks, BROKEN_META_HINT)
+    pairs = sorted(zip(table.column("task_index").to_pylist(), table.column("task").to_pylist()))
+    tasks = [t for i, t in pairs if i < total_tasks]
+    if [i for i, _ in pairs[:total_tasks]] != list(range(total_tasks)):
+        raise DatasetError(
+            f"{layout.tasks}: task_index should run 0..{total_tasks - 1} but holds "
+            f"{[i for i, _ in pairs][:10]}... {BROKEN_META_HINT}",
+            layout.tasks,
+        )
+    return tasks
