@@ -47,6 +47,7 @@ class GymEmbodiment:
         self.env = env
         self._spec: EmbodimentSpec = env.unwrapped.embodiment_spec
         self.last_info: dict[str, Any] = {}
+        self.last_obs: Observation | None = None
 
     @property
     def spec(self) -> EmbodimentSpec:
@@ -56,7 +57,8 @@ class GymEmbodiment:
         options = {"instruction": instruction} if instruction else None
         obs, info = self.env.reset(seed=seed, options=options)
         self.last_info = info
-        return observation_from_gym(obs, info)
+        self.last_obs = observation_from_gym(obs, info)
+        return self.last_obs
 
     def step(self, action: Action) -> StepResult:
         if action.is_chunk:
@@ -68,12 +70,18 @@ class GymEmbodiment:
             )
         obs, _reward, terminated, truncated, info = self.env.step(action.value)
         self.last_info = info
+        self.last_obs = observation_from_gym(obs, info)
         return StepResult(
-            obs=observation_from_gym(obs, info),
+            obs=self.last_obs,
             success=bool(info.get("success", False)),
             done=bool(terminated or truncated),
             info=dict(info),
         )
+
+    @property
+    def workspace(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The env's end-effector workspace box (low (3,), high (3,)) in metres, if it has one."""
+        return getattr(self.env.unwrapped, "workspace", None)
 
     def close(self) -> None:
         self.env.close()

@@ -1,0 +1,43 @@
+# Two commands on a fresh machine (README): `make demo` and `make test`.
+# Each creates .venv and installs what it needs; re-runs reuse it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export MUJOCO_GL ?= egl
+export PYTHONUNBUFFERED := 1
+
+# torch first, pinned: on this machine 2.13.0 is a local CPU build, and a bare
+# range resolved later would pull a multi-GB CUDA build instead.
+TORCH_PIN ?= torch==2.13.0
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q -e '.[sim,torch,test]'
+	touch $@
+
+.PHONY: install demo test test-all bench readme-tables clean
+install: $(VENV)/.installed
+
+## The main job on its built-in default: expert demos on the tabletop suite + report.
+demo: install
+	$(VENV)/bin/embodied demo $(DEMO_ARGS)
+
+## The test suite (about 10 minutes on 2 cores).
+test: install
+	$(PY) -m pytest -n 2 --timeout 900 -q $(PYTEST_ARGS)
+
+## Full measurements: expert success over 50 seeds per family, throughput; then README tables.
+bench: install
+	$(PY) bench/expert_success.py --seeds 50 | tee /dev/stderr | tail -n 1 > bench/results/expert_success.json
+	$(PY) bench/sim_throughput.py | tee /dev/stderr | tail -n 1 > bench/results/sim_throughput.json
+	$(PY) bench/metaworld_experts.py | tee /dev/stderr | tail -n 1 > bench/results/metaworld_experts.json
+	$(MAKE) readme-tables
+
+readme-tables: install
+	$(PY) bench/readme_tables.py README.md
+
+clean:
+	rm -rf $(VENV) outputs

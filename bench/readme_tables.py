@@ -1,0 +1,96 @@
+"""Regenerate README tables from benchmark output (bench/results/*.json).
+
+Each table sits between `<!-- BEGIN:<name> -->` and `<!-- END:<name> -->`
+in README.md; this script rewrites what is between the markers from the JSON
+that the benchmark printed as its last line. Tables are never typed by hand.
+
+    python bench/readme_tables.py README.md          # rewrite in place
+    python bench/readme_tables.py README.md --check  # exit 1 if out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _load(name: str) -> dict | None:
+    p = RESULTS / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def expert_success() -> str | None:
+    d = _load("expert_success")
+    if d is None:
+        return None
+    rows = ["| family | episodes | success rate | mean steps |", "|---|---:|---:|---:|"]
+    for fam, r in d["families"].items():
+        rows.append(f"| {fam} | {r['episodes']} | {r['success_rate']:.0%} | {r['mean_steps']:.1f} |")
+    rows.append(f"\nLowest family success rate: **{d['min_success_rate']:.0%}** "
+                f"(seeds {d['seeds'][0]}..{d['seeds'][1] - 1}; `python bench/expert_success.py`).")
+    return "\n".join(rows)
+
+
+def sim_throughput() -> str | None:
+    d = _load("sim_throughput")
+    if d is None:
+        return None
+    rows = ["| what | steps/s | ratio |", "|---|---:|---|"]
+    rows.append(f"| raw `mujoco.mj_step` loop (physics steps) | {d['raw_mj_step_per_s']:,.0f} | |")
+    rows.append(f"| tabletop env, no rendering (physics steps incl. controller) | {d['tabletop_physics_steps_per_s']:,.0f} "
+                f"| {d['ratio_physics_vs_raw']:.2f}× raw (goal ≥ 0.8) |")
+    rows.append(f"| tabletop env, no rendering (control steps) | {d['tabletop_env_steps_per_s']:,.0f} | |")
+    rows.append(f"| tabletop env, 2 cameras {d['image_size']}×{d['image_size']} RGB+depth | {d['tabletop_render_steps_per_s']:,.1f} "
+                f"| {d['ratio_render_vs_robosuite']:.1f}× robosuite (goal ≥ 10) |")
+    rows.append(f"| robosuite Lift, same 2 cameras | {d['robosuite_render_steps_per_s']:,.1f} | |")
+    return "\n".join(rows)
+
+
+def metaworld_experts() -> str | None:
+    d = _load("metaworld_experts")
+    if d is None:
+        return None
+    tasks = d["tasks"]
+    n = sum(r["episodes"] for r in tasks.values())
+    low = sorted(tasks.items(), key=lambda kv: kv[1]["success_rate"])[:5]
+    lows = ", ".join(f"{k} {v['success_rate']:.0%}" for k, v in low)
+    return (f"Meta-World's own scripted experts through our wrapper: **{d['mean_success']:.1%}** mean success "
+            f"over {len(tasks)} tasks ({n} episodes). Lowest: {lows}.")
+
+
+TABLES = {"expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts}
+
+
+def render(text: str) -> str:
+    for name, fn in TABLES.items():
+        body = fn()
+        if body is None:
+            continue
+        pat = re.compile(rf"(<!-- BEGIN:{name} -->\n).*?(\n<!-- END:{name} -->)", re.S)
+        text = pat.sub(lambda m: m.group(1) + body + m.group(2), text)
+    return text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("readme", type=Path)
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    old = args.readme.read_text()
+    new = render(old)
+    if args.check:
+        if new != old:
+            print(f"{args.readme} tables are out of date: run `python bench/readme_tables.py {args.readme}`")
+            return 1
+        return 0
+    args.readme.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
