@@ -72,13 +72,13 @@ class ViewConfig:
 
 
 def cmd_view(cfg: ViewConfig) -> Path:
-    from embodied.data import open_dataset, render_episode_mp4
+    from embodied.data import open_dataset, render_episode
 
     ds = open_dataset(cfg.dataset)
     if not 0 <= cfg.episode < ds.num_episodes:
         raise SystemExit(f"{cfg.dataset} has episodes 0..{ds.num_episodes - 1}; got --episode {cfg.episode}")
     out = cfg.out or cfg.dataset / f"episode_{cfg.episode:06d}.mp4"
-    render_episode_mp4(ds, cfg.episode, out)
+    render_episode(ds.episode(cfg.episode), out)
     print(out)
     return out
 

@@ -56,7 +56,7 @@ def write_collection_report(
     config: dict[str, Any] | None = None,
 ) -> Path:
     """Write report.md, report.json, success.png and a few rollout MP4s into `out_dir`."""
-    from embodied.data import open_dataset, render_episode_mp4
+    from embodied.data import open_dataset, render_episode
 
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [
@@ -87,7 +87,7 @@ def write_collection_report(
                 continue
             seen.add(ep.task)
             name = f"rollout_{i:03d}.mp4"
-            render_episode_mp4(ds, i, out_dir / name)
+            render_episode(ep, out_dir / name)
             video_names.append((name, ep.task))
 
     cols = [

@@ -83,22 +83,32 @@ class WriterLock:
             import fcntl
         except ModuleNotFoundError:  # not POSIX: no lock, single writer is on the caller
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise DatasetError(
+                    f"{self.path.parent}: another DatasetWriter (pid {holder}) is writing to this dataset. "
+                    "Close it first, or write to a different folder.",
+                    self.path,
+                ) from None
+            # The holder before us unlinks the file on release; a lock on that unlinked file guards nothing.
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            raise DatasetError(
-                f"{self.path.parent}: another DatasetWriter (pid {holder}) is writing to this dataset. "
-                "Close it first, or write to a different folder.",
-                self.path,
-            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
 
     def release(self) -> None:
+        """Unlock and remove the lock file, so a closed dataset folder holds only dataset files."""
         if self._fd is not None:
+            self.path.unlink(missing_ok=True)
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
