@@ -6,7 +6,8 @@ thin adapter turns any of them into an `Embodiment`:
 - ``env.unwrapped.embodiment_spec`` is its `EmbodimentSpec`.
 - Observations are a Dict space ``{"images": {cam: (H,W,3) uint8},
   "depth": {cam: (H,W) float32 m}, "state": {key: (d,) float32}}``
-  ("images"/"depth" hold no keys when the env renders no cameras).
+  ("images"/"depth" are left out when the env renders no cameras or no
+  depth: gymnasium's check_env rejects an empty Dict space).
 - ``info`` (from reset and every step) carries ``"instruction"`` (str),
   ``"success"`` (bool), ``"cameras"`` ({cam: {"intrinsics": 3x3,
   "extrinsics": 4x4}}), ``"time"`` (episode seconds) and, for long-horizon
