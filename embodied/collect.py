@@ -26,6 +26,7 @@ from embodied import registry
 class CollectConfig:
     """tasks: registered env names, or a suite prefix such as "tabletop/" for all of it.
     episodes_per_task: demonstrations attempted per task (seeds seed .. seed+n-1).
+    cameras: camera names to record (None: the env's default cameras).
     workers: parallel environment processes. keep_failures: also write
     episodes where the expert failed (flagged success=False)."""
 
@@ -34,7 +35,7 @@ class CollectConfig:
     out: Path = Path("outputs/demo/data")
     workers: int = 2
     seed: int = 0
-    cameras: tuple[str, ...] = ("front", "wrist")
+    cameras: tuple[str, ...] | None = None
     image_size: int = 128
     keep_failures: bool = False
 
@@ -68,7 +69,11 @@ def resolve_tasks(patterns: tuple[str, ...]) -> list[str]:
 
 
 def env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
-    return {"cameras": tuple(cfg.cameras), "image_size": (cfg.image_size, cfg.image_size)}
+    """Options every sim env in this repository takes: `cameras` and `image_size` (h, w)."""
+    kwargs: dict[str, Any] = {"image_size": (cfg.image_size, cfg.image_size)}
+    if cfg.cameras is not None:
+        kwargs["cameras"] = tuple(cfg.cameras)
+    return kwargs
 
 
 # --- worker side -------------------------------------------------------------

@@ -90,11 +90,17 @@ def describe_motion(delta: np.ndarray, gripper_now: float, thresholds: MotionThr
     if delta.shape != (7,):
         raise ValueError(f"expected a 7-D ee_delta action, got shape {delta.shape}")
     parts: list[tuple[float, str, str]] = []  # (relative magnitude, group, words)
+    # A zero threshold means the embodiment cannot move on that axis (e.g. Meta-World's hand does
+    # not rotate): such an axis is never named.
     for i, (pos, neg) in enumerate(_TRANSLATION_WORDS):
+        if thresholds.translation[i] <= 0:
+            continue
         rel = abs(delta[i]) / thresholds.translation[i]
         if rel >= 1.0:
             parts.append((rel, "move", pos if delta[i] > 0 else neg))
     for i, (pos, neg) in enumerate(_ROTATION_PHRASES):
+        if thresholds.rotation[i] <= 0:
+            continue
         rel = abs(delta[3 + i]) / thresholds.rotation[i]
         if rel >= 1.0:
             parts.append((rel, "other", pos if delta[3 + i] > 0 else neg))

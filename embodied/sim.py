@@ -14,6 +14,8 @@ thin adapter turns any of them into an `Embodiment`:
   tasks, ``"subtask"`` (the instruction of the sub-task now active).
 - ``reset(seed=..., options={"instruction": text})`` lets a caller reword the
   task; an env terminates when its success predicate holds.
+- Constructors take ``cameras=(names...)`` (``()`` for state only, fastest)
+  and ``image_size=(h, w)``.
 """
 
 from __future__ import annotations

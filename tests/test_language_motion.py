@@ -84,3 +84,9 @@ def test_bad_shapes_are_explained():
         describe_motion(np.zeros(6), 1.0, TH)
     with pytest.raises(ValueError, match="ee_delta"):
         MotionThresholds.from_spec(ActionSpec(mode="joint_pos", low=[0] * 8, high=[1] * 8, rate_hz=5))
+
+
+def test_axes_an_embodiment_cannot_move_are_never_named():
+    no_rotation = ActionSpec.ee_delta(max_translation=0.01, max_rotation=0.0, rate_hz=80)
+    th = MotionThresholds.from_spec(no_rotation)
+    assert describe_motion(a(dx=0.005, rz=0.3), 1.0, th) == "move arm forward"

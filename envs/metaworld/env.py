@@ -129,6 +129,8 @@ class MetaWorldEnv(gym.Env):
         render_mode: str | None = None,
         **overrides: Any,
     ):
+        if "image_size" in overrides:  # the suite-wide spelling (tabletop takes it too)
+            overrides["height"], overrides["width"] = overrides.pop("image_size")
         fields = {f.name for f in dataclasses.fields(MetaWorldConfig)}
         unknown = sorted(set(overrides) - fields)
         if unknown:
