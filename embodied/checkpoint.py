@@ -84,7 +84,7 @@ def _resolved_hints(cls: type) -> dict[str, Any]:
 
     try:
         return typing.get_type_hints(cls)
-    except Exception:  # unresolvable forward refs: fall back to raw annotations
+    except (NameError, TypeError):  # unresolvable forward refs: fall back to raw annotations
         return {}
 
 

@@ -11,8 +11,10 @@ Embeddings are cached per text: instructions repeat across a dataset.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -55,18 +57,26 @@ class SentenceEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = [str(t) for t in texts]
-        todo = sorted({t for t in texts if t not in self._cache})
-        if todo:
-            torch = self._torch
+        torch = self._torch
+        # One text per forward pass: padding a text together with others changes the last bits of its
+        # embedding, and a text's vector must not depend on which texts it first came with.
+        for text in sorted({t for t in texts if t not in self._cache}):
             with torch.inference_mode():
-                batch = self.tokenizer(todo, padding=True, truncation=True, max_length=self.max_length,
+                batch = self.tokenizer([text], truncation=True, max_length=self.max_length,
                                        return_tensors="pt").to(self.device)
                 hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            for t, v in zip(todo, pooled.cpu().numpy().astype(np.float32)):
-                self._cache[t] = v
+                pooled = torch.nn.functional.normalize(hidden.mean(1), dim=-1)
+            self._cache[text] = pooled[0].cpu().numpy().astype(np.float32)
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self._cache[t] for t in texts])
+
+
+@functools.lru_cache(maxsize=4)
+def _shared(path: str) -> SentenceEncoder:
+    return SentenceEncoder(path)
+
+
+def shared_encoder(path: str | Path | None = None) -> SentenceEncoder:
+    """One frozen encoder per model folder for the whole process (loading one takes seconds)."""
+    return _shared(str(Path(path) if path is not None else default_model_path()))

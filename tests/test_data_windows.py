@@ -57,3 +57,17 @@ def test_bad_horizons_are_refused(ds):
         ds.windows(cameras=["top"])
     with pytest.raises(IndexError, match="has 2 episodes"):
         ds.windows(episodes=[5])
+
+
+def test_goal_frame_is_the_episode_last_frame(tmp_path):
+    from embodied.data import open_dataset
+    from embodied.data.synthetic import write_synthetic_dataset
+
+    write_synthetic_dataset(tmp_path / "ds", 2, 6)
+    ds = open_dataset(tmp_path / "ds")
+    ep = ds.episode(0)
+    windows = list(ds.windows(1, 2, episodes=[0], goal_frame=True))
+    cam = ds.spec.camera_names[0]
+    for w in windows:
+        np.testing.assert_array_equal(w[f"goal.images.{cam}"], ep.images[cam][-1])
+    assert "goal.state" in windows[0] and "goal.images." + cam not in next(iter(ds.windows(1, 1, episodes=[0])))

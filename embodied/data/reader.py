@@ -225,12 +225,13 @@ class Dataset:
     # --------------------------------------------------------------- windows
 
     def windows(self, obs_horizon: int = 1, action_horizon: int = 1, *, cameras: Sequence[str] | None = None,
-                future_offset: int | None = None, episodes: Sequence[int] | None = None) -> Iterator[dict[str, Any]]:
+                future_offset: int | None = None, episodes: Sequence[int] | None = None,
+                goal_frame: bool = False) -> Iterator[dict[str, Any]]:
         """Training windows, one per frame t of each episode (in order); see `windows.make_window`."""
         from embodied.data.windows import iter_windows
 
         return iter_windows(self, obs_horizon, action_horizon, cameras=cameras, future_offset=future_offset,
-                            episodes=episodes)
+                            episodes=episodes, goal_frame=goal_frame)
 
 
 def open_dataset(root: str | Path, **kwargs: Any) -> Dataset:

@@ -9,7 +9,9 @@ For frame t of an episode of T frames, a window holds
 - ``action_mask``: (action_horizon,) bool, False where an action past T-1 was padded
 - ``task``, ``language_motion``, ``subtask`` (str, at frame t), ``episode_index``, ``frame_index``
 - with future_offset k: ``future.state`` (S,) and ``future.images.<cam>`` (H, W, 3)
-  at frame min(t + k, T-1), e.g. a goal image for goal-conditioned policies.
+  at frame min(t + k, T-1), e.g. the frame a predictive auxiliary loss reconstructs.
+- with goal_frame=True: ``goal.state`` (S,) and ``goal.images.<cam>`` (H, W, 3) at the
+  episode's last frame T-1, the image goal of goal-conditioned policies (MDT, GRIF).
 
 Padding repeats the edge frame (the first observation, the last action), so
 padded values are plausible and the masks say which ones to ignore in a loss.
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def make_window(ep: Episode, state: np.ndarray, t: int, obs_horizon: int, action_horizon: int,
-                future_offset: int | None) -> dict[str, Any]:
+                future_offset: int | None, *, goal_frame: bool = False) -> dict[str, Any]:
     """The window at frame t of `ep`; state is the episode's flat (T, S) state."""
     T = len(ep)
     obs_idx = np.arange(t - obs_horizon + 1, t + 1)
@@ -51,12 +53,15 @@ def make_window(ep: Episode, state: np.ndarray, t: int, obs_horizon: int, action
         f = min(t + future_offset, T - 1)
         w["future.state"] = state[f]
         w |= {"future.images." + cam: frames[f] for cam, frames in ep.images.items()}
+    if goal_frame:
+        w["goal.state"] = state[T - 1]
+        w |= {"goal.images." + cam: frames[T - 1] for cam, frames in ep.images.items()}
     return w
 
 
 def iter_windows(ds: Dataset, obs_horizon: int = 1, action_horizon: int = 1, *,
                  cameras: Sequence[str] | None = None, future_offset: int | None = None,
-                 episodes: Sequence[int] | None = None) -> Iterator[dict[str, Any]]:
+                 episodes: Sequence[int] | None = None, goal_frame: bool = False) -> Iterator[dict[str, Any]]:
     """One window per frame of each chosen episode (default all), episode by episode, each decoded once.
 
     Arguments are checked here, before the first window is asked for.
@@ -77,6 +82,6 @@ def iter_windows(ds: Dataset, obs_horizon: int = 1, action_horizon: int = 1, *,
             ep = ds.episode(i, cameras)
             state = np.concatenate([ep.state[k] for k in ds.spec.state], axis=1)
             for t in range(len(ep)):
-                yield make_window(ep, state, t, obs_horizon, action_horizon, future_offset)
+                yield make_window(ep, state, t, obs_horizon, action_horizon, future_offset, goal_frame=goal_frame)
 
     return generate()

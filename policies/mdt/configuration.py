@@ -1,0 +1,106 @@
+"""MDT-small configuration: one dataclass, every size and switch named.
+
+Defaults are "MDT-small": it trains on a 2-core CPU in minutes on the
+tabletop suite and replans at >= 30 Hz on CPU. The mechanisms are those of
+MDT (Reuss et al. 2024, intuitive-robots/mdt_policy); only sizes shrink
+(MDT: ResNet-18 per camera, latent 512, 4+6 layers; here a 4-stage GroupNorm
+CNN, width 128, 2+3 layers).
+
+Images are resized inside the policy from the camera size (tabletop: 128x128)
+to `image_size` (default 96x96) before the CNN: the speed/detail trade-off of
+MDT-small lives in this one number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass
+class MDTConfig:
+    # --- observations and chunks ---------------------------------------------------------------
+    obs_horizon: int = 1            # frames of history (MDT uses 1)
+    chunk: int = 10                 # actions predicted per replan (MDT: act_window_size = 10)
+    execute_steps: int = 10         # actions of a chunk executed open loop before act() replans
+    cameras: tuple[str, ...] = ()   # cameras to read; () = every camera of the embodiment spec
+    image_size: tuple[int, int] = (96, 96)   # (h, w) the CNN sees, after resizing
+    random_shift: int = 4           # train-time augmentation: pad and random-crop by this many pixels
+    use_state: bool = True          # add one proprioceptive token per frame (MDT uses images only)
+
+    # --- network sizes ---------------------------------------------------------------------------
+    cnn_widths: tuple[int, ...] = (16, 32, 64, 64)   # channels per stride-2 stage of the per-camera CNN
+    cnn_groups: int = 8             # GroupNorm groups
+    d_model: int = 128              # token width of encoder and decoder
+    n_heads: int = 4
+    encoder_layers: int = 2         # non-causal transformer over observation and goal tokens
+    decoder_layers: int = 3         # causal AdaLN-Zero decoder over the noisy action tokens
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+
+    # --- goals -----------------------------------------------------------------------------------
+    language_encoder: str | None = None   # folder of the frozen sentence encoder; None = packaged MiniLM
+    language_dim: int = 384               # its embedding width (all-MiniLM-L6-v2: 384)
+    goal_camera: str | None = None        # camera whose goal frame makes the image goal; None = first camera
+    language_fraction: float = 1.0        # share of training samples that keep a language label
+    # Which text of a window becomes the language goal, drawn per sample with these probabilities:
+    # the episode's task instruction, its current sub-task segment, its current language motion
+    # (RT-H), so that "move arm left" given as an instruction (e.g. a live correction) is obeyed.
+    instruction_probs: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    correction_hold_steps: int = 10       # ticks a correction replaces the task instruction
+
+    # --- diffusion (EDM) -------------------------------------------------------------------------
+    sigma_data: float = 0.5
+    sigma_min: float = 0.001
+    sigma_max: float = 80.0
+    sigma_loc: float = -0.6931471805599453   # ln 0.5: log-logistic training density location
+    sigma_scale: float = 0.5
+    sampling_steps: int = 10                 # DDIM steps over an exponential sigma schedule
+
+    # --- normalisation ---------------------------------------------------------------------------
+    action_norm: str = "min_max"             # "min_max" or "bounds_q99", per action dimension
+    state_std_floor: float = 1e-2            # constant state dims would otherwise blow up to 1e6
+
+    # --- auxiliary losses ------------------------------------------------------------------------
+    use_mgf: bool = True            # masked generative foresight on the frame t + future_offset
+    future_offset: int = 3
+    mgf_weight: float = 0.1
+    mgf_image_size: tuple[int, int] = (32, 32)
+    mgf_patch: int = 8
+    mgf_mask_ratio: float = 0.75
+    mgf_layers: int = 1
+    mgf_dim: int = 64
+    use_cla: bool = True            # contrastive latent alignment of language and image goals
+    cla_weight: float = 0.1
+    cla_dim: int = 64
+    cla_init_temperature: float = 0.07
+
+    def __post_init__(self) -> None:
+        self.cameras = tuple(self.cameras)
+        self.image_size = tuple(int(v) for v in self.image_size)
+        self.mgf_image_size = tuple(int(v) for v in self.mgf_image_size)
+        self.cnn_widths = tuple(int(v) for v in self.cnn_widths)
+        self.instruction_probs = tuple(float(p) for p in self.instruction_probs)
+        problems = []
+        if not 1 <= self.execute_steps <= self.chunk:
+            problems.append(f"execute_steps={self.execute_steps} must be in 1..chunk={self.chunk}")
+        if self.d_model % self.n_heads:
+            problems.append(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if len(self.instruction_probs) != 3 or min(self.instruction_probs) < 0 or sum(self.instruction_probs) <= 0:
+            problems.append(f"instruction_probs={self.instruction_probs} must be 3 non-negative weights "
+                            "(task, subtask, language_motion) with a positive sum")
+        if not 0.0 <= self.language_fraction <= 1.0:
+            problems.append(f"language_fraction={self.language_fraction} must be in [0, 1]")
+        if self.action_norm not in ("min_max", "bounds_q99"):
+            problems.append(f"action_norm={self.action_norm!r} must be 'min_max' or 'bounds_q99'")
+        if not 0 < self.sigma_min < self.sigma_max:
+            problems.append(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        h, w = self.mgf_image_size
+        if h % self.mgf_patch or w % self.mgf_patch:
+            problems.append(f"mgf_image_size={self.mgf_image_size} must be a multiple of mgf_patch={self.mgf_patch}")
+        if not 0.0 < self.mgf_mask_ratio < 1.0:
+            problems.append(f"mgf_mask_ratio={self.mgf_mask_ratio} must be in (0, 1)")
+        for c in self.cnn_widths:
+            if self.cnn_groups < 1 or c % self.cnn_groups:
+                problems.append(f"cnn width {c} is not divisible by cnn_groups={self.cnn_groups}")
+        if problems:
+            raise ValueError("invalid MDTConfig: " + "; ".join(problems))

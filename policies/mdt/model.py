@@ -1,0 +1,307 @@
+"""MDT networks: goal-conditioned encoder, AdaLN-Zero action decoder, MGF and CLA heads.
+
+Token layout (B = batch, To = obs_horizon, K = cameras, d = d_model):
+
+    encoder input  [goal | cam_1..K at frame 1 | state 1 | ... | cam_1..K at frame To | state To]
+                   (B, 1 + To (K + 1), d) without state tokens when use_state is off
+    decoder input  noisy action tokens (B, chunk, d), cross-attending to the encoder output
+
+Attention structure is declared as data (`AttentionRule`) and turned into
+boolean masks (True = may attend) that are checked at construction: every
+encoder token sees every encoder token (non-causal), action token i sees
+action tokens 0..i (causal) and every encoder token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from policies.mdt.configuration import MDTConfig
+from policies.mdt.vision import CameraEncoder
+
+# ---------------------------------------------------------------------------------- attention
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionRule:
+    """Which query positions may attend to which key positions: "all" or "causal" (key index <= query index)."""
+
+    kind: str
+
+    def mask(self, n_query: int, n_key: int) -> torch.Tensor:
+        """(n_query, n_key) bool, True where attention is allowed."""
+        if self.kind == "all":
+            return torch.ones(n_query, n_key, dtype=torch.bool)
+        if self.kind == "causal":
+            return torch.ones(n_query, n_key, dtype=torch.bool).tril()
+        raise ValueError(f"unknown attention rule {self.kind!r}; use 'all' or 'causal'")
+
+
+ENCODER_SELF = AttentionRule("all")
+DECODER_SELF = AttentionRule("causal")
+DECODER_CROSS = AttentionRule("all")
+
+
+class Attention(nn.Module):
+    """Multi-head attention of queries (B, Nq, d) over keys/values (B, Nk, d) under a fixed bool mask."""
+
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.out = nn.Linear(d, d)
+
+    def keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, Nk, d) -> keys and values (B, heads, Nk, d/heads) each; cacheable while the context is fixed."""
+        b, _, d = context.shape
+        k, v = self.kv(context).view(b, -1, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        return k, v
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+                mask: torch.Tensor | None) -> torch.Tensor:
+        """x (B, Nq, d); context (B, Nk, d) or its cached `keys_values` -> (B, Nq, d)."""
+        b, nq, d = x.shape
+        q = self.q(x).view(b, nq, self.heads, d // self.heads).transpose(1, 2)
+        k, v = self.keys_values(context) if isinstance(context, torch.Tensor) else context
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, nq, d))
+
+
+def _mlp(d: int, ratio: float, dropout: float) -> nn.Sequential:
+    hidden = int(d * ratio)
+    return nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm transformer block: self-attention under `mask`, then an MLP."""
+
+    def __init__(self, d: int, heads: int, ratio: float, dropout: float):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = Attention(d, heads, dropout)
+        self.mlp = _mlp(d, ratio, dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.attn(h, h, mask)
+        return x + self.mlp(self.norm2(x))
+
+
+def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class DecoderBlock(nn.Module):
+    """AdaLN-Zero block: causal self-attention, cross-attention to the encoder, MLP.
+
+    Each of the three sub-layers gets a shift, scale and gate computed from
+    the noise-level embedding c (B, d); the projection producing them starts
+    at zero, so every block starts as the identity (DiT's AdaLN-Zero).
+    """
+
+    def __init__(self, d: int, heads: int, ratio: float, dropout: float):
+        super().__init__()
+        self.norms = nn.ModuleList([nn.LayerNorm(d, elementwise_affine=False) for _ in range(3)])
+        self.self_attn = Attention(d, heads, dropout)
+        self.cross_attn = Attention(d, heads, dropout)
+        self.mlp = _mlp(d, ratio, dropout)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 9 * d))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    def forward(self, x: torch.Tensor, context: tuple[torch.Tensor, torch.Tensor], c: torch.Tensor,
+                self_mask: torch.Tensor, cross_mask: torch.Tensor | None) -> torch.Tensor:
+        """x (B, chunk, d); context: this block's cross-attention keys/values; c (B, d) noise embedding."""
+        m = self.ada(c).chunk(9, dim=-1)
+        h = _modulate(self.norms[0](x), m[0], m[1])
+        x = x + m[2][:, None] * self.self_attn(h, h, self_mask)
+        h = _modulate(self.norms[1](x), m[3], m[4])
+        x = x + m[5][:, None] * self.cross_attn(h, context, cross_mask)
+        h = _modulate(self.norms[2](x), m[6], m[7])
+        return x + m[8][:, None] * self.mlp(h)
+
+
+# c_noise = ln(σ)/4 spans only about [-1.7, 1.1]; at this scale the fastest feature turns ~30 rad across it, so
+# nearby noise levels get nearby embeddings (a DiT-like x1000 would make the fast features look random in σ).
+SIGMA_FREQ_SCALE = 10.0
+
+
+def sinusoidal(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B,) scalars -> (B, dim) sin/cos features over log-spaced frequencies."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    args = x.float()[:, None] * freqs[None] * SIGMA_FREQ_SCALE
+    return torch.cat([args.sin(), args.cos()], dim=-1)
+
+
+# ---------------------------------------------------------------------------------- MGF and CLA
+
+
+def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, C, h, w) -> (B, (h/p)(w/p), p·p·C) patches in row-major order."""
+    b, c, h, w = images.shape
+    x = images.view(b, c, h // patch, patch, w // patch, patch)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // patch) * (w // patch), patch * patch * c)
+
+
+class MaskedForesight(nn.Module):
+    """MGF: reconstruct the masked patches of the future frames from the encoder tokens.
+
+    Per sample and camera a random `mask_ratio` share of the future frame's
+    patches is hidden; visible patches enter as linear embeddings, hidden ones
+    as a learned mask token, all with position and camera embeddings. A small
+    non-causal transformer reads [encoder tokens | patch tokens] and predicts
+    pixels; the loss is the MSE on hidden patches only, so the encoder tokens
+    must carry what the scene will look like `future_offset` ticks ahead.
+    """
+
+    def __init__(self, cfg: MDTConfig, n_cameras: int):
+        super().__init__()
+        h, w = cfg.mgf_image_size
+        self.patch, self.ratio, self.size = cfg.mgf_patch, cfg.mgf_mask_ratio, (h, w)
+        self.n_patches = n_cameras * (h // self.patch) * (w // self.patch)
+        pdim = 3 * self.patch**2
+        self.context_in = nn.Linear(cfg.d_model, cfg.mgf_dim)
+        self.patch_in = nn.Linear(pdim, cfg.mgf_dim)
+        self.mask_token = nn.Parameter(torch.zeros(cfg.mgf_dim))
+        self.pos = nn.Parameter(torch.randn(self.n_patches, cfg.mgf_dim) * 0.02)
+        heads = max(1, cfg.mgf_dim // 32)
+        self.blocks = nn.ModuleList([EncoderBlock(cfg.mgf_dim, heads, cfg.mlp_ratio, 0.0) for _ in range(cfg.mgf_layers)])
+        self.norm = nn.LayerNorm(cfg.mgf_dim)
+        self.head = nn.Linear(cfg.mgf_dim, pdim)
+
+    def loss(self, context: torch.Tensor, future: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """context (B, N, d); future (B, K, 3, h, w) in [-1, 1] at mgf_image_size -> scalar MSE."""
+        b = future.shape[0]
+        target = patchify(future.flatten(0, 1), self.patch).view(b, self.n_patches, -1)  # cameras side by side
+        hidden = torch.rand(b, self.n_patches, generator=generator).argsort(-1) < round(self.ratio * self.n_patches)
+        hidden = hidden.to(future.device)
+        tokens = torch.where(hidden[..., None], self.mask_token, self.patch_in(target)) + self.pos
+        x = torch.cat([self.context_in(context), tokens], dim=1)
+        for block in self.blocks:
+            x = block(x, None)
+        pred = self.head(self.norm(x[:, context.shape[1]:]))
+        return (pred - target).pow(2).mean(-1)[hidden].mean()
+
+
+class LatentAlignment(nn.Module):
+    """CLA: symmetric InfoNCE between the encoder outputs under the language goal and under the image goal.
+
+    Each encoder output (B, N, d) is pooled by multi-head attention from one
+    learned query (MDT's "map" projection), projected and L2-normalised; the
+    temperature is learned (CLIP's logit scale, initialised to 1 / 0.07).
+    """
+
+    def __init__(self, cfg: MDTConfig):
+        super().__init__()
+        self.query = nn.Parameter(torch.randn(1, 1, cfg.d_model) * 0.02)
+        self.pool = Attention(cfg.d_model, cfg.n_heads, 0.0)
+        self.proj = nn.Sequential(nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, cfg.cla_dim))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.cla_init_temperature)))
+
+    def embed(self, context: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(self.query.expand(len(context), -1, -1), context, None)[:, 0]
+        return F.normalize(self.proj(pooled), dim=-1)
+
+    def loss(self, context_language: torch.Tensor, context_image: torch.Tensor) -> torch.Tensor:
+        a, b = self.embed(context_language), self.embed(context_image)
+        logits = self.logit_scale.clamp(max=math.log(100.0)).exp() * a @ b.T  # (L, L)
+        labels = torch.arange(len(a), device=a.device)
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+# ---------------------------------------------------------------------------------- MDT
+
+
+class MDTModel(nn.Module):
+    """All trainable MDT parts. The policy feeds it preprocessed tensors (see policy.py)."""
+
+    def __init__(self, cfg: MDTConfig, cameras: tuple[str, ...], state_dim: int, action_dim: int):
+        super().__init__()
+        self.cfg, self.cameras, self.action_dim = cfg, tuple(cameras), action_dim
+        d = cfg.d_model
+        self.camera_encoders = nn.ModuleDict({c: CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d) for c in cameras})
+        self.goal_image_encoder = CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d)
+        self.image_goal_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+        self.language_goal_mlp = nn.Sequential(nn.Linear(cfg.language_dim, d), nn.GELU(), nn.Linear(d, d))
+        self.state_in = nn.Linear(state_dim, d) if cfg.use_state else None
+        per_frame = len(cameras) + (1 if cfg.use_state else 0)
+        self.n_tokens = 1 + cfg.obs_horizon * per_frame
+        self.encoder_pos = nn.Parameter(torch.randn(self.n_tokens, d) * 0.02)
+        self.encoder = nn.ModuleList([EncoderBlock(d, cfg.n_heads, cfg.mlp_ratio, cfg.dropout)
+                                      for _ in range(cfg.encoder_layers)])
+        self.encoder_norm = nn.LayerNorm(d)
+
+        self.action_in = nn.Linear(action_dim, d)
+        self.action_pos = nn.Parameter(torch.randn(cfg.chunk, d) * 0.02)
+        self.sigma_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.decoder = nn.ModuleList([DecoderBlock(d, cfg.n_heads, cfg.mlp_ratio, cfg.dropout)
+                                      for _ in range(cfg.decoder_layers)])
+        self.final_norm = nn.LayerNorm(d, elementwise_affine=False)
+        self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
+        self.action_out = nn.Linear(d, action_dim)
+        for layer in (self.final_ada[1], self.action_out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+        self.foresight = MaskedForesight(cfg, len(cameras)) if cfg.use_mgf else None
+        self.alignment = LatentAlignment(cfg) if cfg.use_cla else None
+
+        # Masks are data, checked here once; None means "attend everywhere" to SDPA (its fast path).
+        enc = ENCODER_SELF.mask(self.n_tokens, self.n_tokens)
+        dec = DECODER_SELF.mask(cfg.chunk, cfg.chunk)
+        cross = DECODER_CROSS.mask(cfg.chunk, self.n_tokens)
+        assert enc.all(), "encoder self-attention must be non-causal"
+        assert torch.equal(dec, torch.ones_like(dec).tril()) and not dec.triu(1).any(), "decoder must be causal"
+        assert cross.all(), "every action token must see every encoder token"
+        self.register_buffer("decoder_self_mask", dec, persistent=False)
+        self.encoder_mask = None if enc.all() else enc
+        self.cross_mask = None if cross.all() else cross
+
+    # -- encoder ------------------------------------------------------------------------------
+    def observation_tokens(self, images: dict[str, torch.Tensor], state: torch.Tensor | None) -> torch.Tensor:
+        """images {cam: (B, To, 3, h, w)} in [-1, 1]; state (B, To, S) normalised -> (B, To·(K+1), d)."""
+        per_frame = []
+        for cam in self.cameras:
+            x = images[cam]
+            per_frame.append(self.camera_encoders[cam](x.flatten(0, 1)).view(x.shape[0], x.shape[1], -1))
+        if self.state_in is not None:
+            per_frame.append(self.state_in(state))
+        return torch.stack(per_frame, dim=2).flatten(1, 2)  # (B, To, K+1, d) frame-major
+
+    def language_goal(self, embedding: torch.Tensor) -> torch.Tensor:
+        """(B, language_dim) sentence embeddings -> (B, d) goal tokens."""
+        return self.language_goal_mlp(embedding)
+
+    def image_goal(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) goal frame in [-1, 1] -> (B, d) goal token."""
+        return self.image_goal_mlp(self.goal_image_encoder(image))
+
+    def encode(self, obs_tokens: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """obs_tokens (B, N-1, d), goal (B, d) -> encoder output (B, N, d) (non-causal)."""
+        x = torch.cat([goal[:, None], obs_tokens], dim=1) + self.encoder_pos
+        for block in self.encoder:
+            x = block(x, self.encoder_mask)
+        return self.encoder_norm(x)
+
+    # -- decoder ------------------------------------------------------------------------------
+    def action_network(self, context: torch.Tensor):
+        """F(x_in (B, chunk, D), c_noise (B,)) -> (B, chunk, D), conditioned on `context` (B, N, d)."""
+        # The context is the same at every denoising step: project its keys/values once.
+        cross = [block.cross_attn.keys_values(context) for block in self.decoder]
+
+        def network(x_in: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
+            c = self.sigma_mlp(sinusoidal(noise_level, self.cfg.d_model))
+            x = self.action_in(x_in) + self.action_pos
+            for block, kv in zip(self.decoder, cross):
+                x = block(x, kv, c, self.decoder_self_mask, self.cross_mask)
+            shift, scale = self.final_ada(c).chunk(2, dim=-1)
+            return self.action_out(_modulate(self.final_norm(x), shift, scale))
+
+        return network

@@ -1,0 +1,311 @@
+"""MDTPolicy: the Policy around MDTModel — normalisation, goals, loss, sampling, the action queue.
+
+One path to learn, one path to act:
+
+- `loss(batch)`: windows (B, To, ...) -> EDM denoising loss on normalised
+  action chunks under image goals (every sample) and language goals
+  (labelled samples), plus MGF and CLA;
+- `predict(batch)`: (B, To, ...) observations + instructions -> (B, chunk, D)
+  unnormalised actions, 10 DDIM steps under `torch.inference_mode`;
+- `act(obs)`: keeps an action queue, replans with `predict` when it empties.
+
+Batch keys (torch tensors, as the training loop collates windows):
+``observation.images.<cam>`` (B, To, H, W, 3) uint8, ``observation.state``
+(B, To, S) float32, ``action`` (B, chunk, D), ``action_mask`` (B, chunk) bool,
+``future.images.<cam>`` (B, H, W, 3) uint8 (frame t + future_offset), and the
+string lists ``task``, ``subtask``, ``language_motion``. An optional
+``goal.images.<goal_camera>`` (B, H, W, 3) is the image goal (e.g. the
+episode's last frame); without it the future frame is the image goal, and
+then MGF reads only the language-goal encoder outputs (the image-goal pass
+would see its own target).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from embodied import checkpoint
+from embodied.data.format import ACTION, STATE, flatten_state, state_dim, video_key
+from embodied.language import shared_encoder
+from embodied.normalize import MissingStatisticError, Normalizer
+from embodied.types import Action, Correction, EmbodimentSpec, Observation
+from policies.mdt import edm
+from policies.mdt.configuration import MDTConfig
+from policies.mdt.model import MDTModel
+from policies.mdt.vision import random_shift, to_float_images
+
+POLICY_CLASS = "policies.mdt.policy:MDTPolicy"
+FUTURE_PREFIX = "future.images."
+GOAL_PREFIX = "goal.images."
+INSTRUCTION_SOURCES = ("task", "subtask", "language_motion")
+
+
+
+def build_normalizer(config: MDTConfig, stats: Mapping[str, Mapping[str, Any]]) -> Normalizer:
+    """State mean_std (std floored), actions min_max or bounds_q99 per dimension; a missing statistic raises.
+
+    The gripper needs no special case: its opening in [0, 1] maps to [-1, 1]
+    like any other bounded dimension, and outputs are clipped to the spec.
+    """
+    stats = {k: dict(v) for k, v in stats.items()}
+    if STATE in stats and "std" in stats[STATE]:
+        stats[STATE]["std"] = np.maximum(np.asarray(stats[STATE]["std"], np.float32), config.state_std_floor)
+    for feature in (STATE, ACTION):
+        if feature not in stats:
+            raise MissingStatisticError(
+                f"the dataset statistics have no {feature!r} entry; MDT normalises it. Recompute the dataset's "
+                "meta/stats.json (embodied.data) before training."
+            )
+    return Normalizer(stats, {STATE: "mean_std", ACTION: config.action_norm})
+
+
+class MDTPolicy(nn.Module):
+    """MDT diffusion policy for one embodiment spec (see module docstring for the batch contract)."""
+
+    config_class = MDTConfig
+    name = "mdt"
+
+    def __init__(self, config: MDTConfig, spec: EmbodimentSpec, normalizer: Normalizer, language_encoder=None):
+        super().__init__()
+        self.config, self._spec, self.normalizer = config, spec, normalizer
+        self.cameras = tuple(config.cameras) or spec.camera_names
+        for cam in self.cameras:
+            spec.camera(cam)  # KeyError naming the cameras there are
+        self.goal_camera = config.goal_camera or self.cameras[0]
+        if self.goal_camera not in self.cameras:
+            raise ValueError(f"goal_camera {self.goal_camera!r} must be one of the policy's cameras {self.cameras}")
+        for feature in (STATE, ACTION):
+            if feature not in normalizer.modes:
+                raise MissingStatisticError(f"the normaliser has no mode for {feature!r}; MDT needs it")
+        self.model = MDTModel(config, self.cameras, state_dim(spec), spec.action.dim)
+        self._language = language_encoder
+        self.scheduler = edm.make_scheduler(config.sigma_min, config.sigma_max, config.sigma_data)
+        self._low = torch.as_tensor(spec.action.low_array)
+        self._high = torch.as_tensor(spec.action.high_array)
+        self.reset(None)
+
+    # ------------------------------------------------------------------ construction and checkpoints
+    @classmethod
+    def from_dataset_meta(cls, config: MDTConfig, spec: EmbodimentSpec, stats: Mapping[str, Any],
+                          language_encoder=None) -> MDTPolicy:
+        """A fresh policy for data of `spec` with dataset statistics `stats` ({feature: {stat: array}})."""
+        return cls(config, spec, build_normalizer(config, stats), language_encoder)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """safetensors weights + JSON config + normalisation + spec; the frozen MiniLM is referenced, not copied."""
+        return checkpoint.save_pretrained(directory, policy_class=POLICY_CLASS, config=self.config,
+                                          weights=self.model.state_dict(), spec=self._spec,
+                                          normalizer=self.normalizer,
+                                          extra={"language_encoder": str(self.language_encoder.path)})
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, expect_spec: EmbodimentSpec | None = None,
+                        language_encoder=None) -> MDTPolicy:
+        ckpt = checkpoint.load_pretrained(directory, expect_spec)
+        if ckpt.policy_class != POLICY_CLASS:
+            raise checkpoint.CheckpointError(ckpt.path / checkpoint.POLICY_FILE,
+                                             f"holds a {ckpt.policy_class}, not an MDT policy")
+        config = checkpoint.config_from_dict(MDTConfig, ckpt.config)
+        policy = cls(config, ckpt.spec, ckpt.normalizer, language_encoder)
+        try:
+            policy.model.load_state_dict(ckpt.weights, strict=True)
+        except RuntimeError as e:
+            raise checkpoint.CheckpointError(ckpt.path / checkpoint.WEIGHTS_FILE,
+                                             f"weights do not fit the saved config ({e})") from e
+        return policy
+
+    @property
+    def spec(self) -> EmbodimentSpec:
+        return self._spec
+
+    @property
+    def language_encoder(self):
+        if self._language is None:
+            self._language = shared_encoder(self.config.language_encoder)
+        return self._language
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.encoder_pos.device
+
+    def trainable_parameters(self):
+        """Every weight that is trained and saved (the sentence encoder is frozen and lives outside)."""
+        return self.model.parameters()
+
+    def data_requirements(self) -> dict[str, Any]:
+        return {"obs_horizon": self.config.obs_horizon, "action_horizon": self.config.chunk,
+                "cameras": self.cameras, "future_offset": self.config.future_offset, "goal_frame": True}
+
+    # ------------------------------------------------------------------ preprocessing
+    def _images(self, frames: torch.Tensor, size: tuple[int, int], augment: bool) -> torch.Tensor:
+        """(..., H, W, 3) uint8 -> (..., 3, h, w) float in [-1, 1] at `size`."""
+        lead = frames.shape[:-3]
+        x = to_float_images(frames.to(self.device).reshape(-1, *frames.shape[-3:]), size)
+        if augment:
+            x = random_shift(x, self.config.random_shift)
+        return x.view(*lead, *x.shape[1:])
+
+    def _observation_tokens(self, batch: Mapping[str, Any], augment: bool) -> torch.Tensor:
+        """(B, To·(K+1), d) tokens from the batch's images and state."""
+        images = {cam: self._images(torch.as_tensor(batch[video_key(cam)]), self.config.image_size, augment)
+                  for cam in self.cameras}
+        state = self.normalizer.normalize(STATE, torch.as_tensor(batch[STATE], device=self.device).float())
+        return self.model.observation_tokens(images, state)
+
+    def _language_goals(self, texts: list[str]) -> torch.Tensor:
+        emb = self.language_encoder.encode(texts)
+        return self.model.language_goal(torch.as_tensor(emb, device=self.device))
+
+    def _choose_instructions(self, batch: Mapping[str, Any]) -> list[str | None]:
+        """Per sample: None (treated as unlabelled, with probability 1 - language_fraction) or a text
+        drawn among task / subtask / language_motion by `instruction_probs` (empty labels fall back to the task)."""
+        n = len(batch["task"])
+        probs = torch.tensor(self.config.instruction_probs)
+        source = torch.multinomial(probs / probs.sum(), n, replacement=True).tolist()
+        keep = (torch.rand(n) < self.config.language_fraction).tolist()
+        texts: list[str | None] = []
+        for i in range(n):
+            options = [batch[k][i] if k in batch else "" for k in INSTRUCTION_SOURCES]
+            text = options[source[i]] or options[0]
+            texts.append(text if keep[i] and text else None)
+        return texts
+
+    def _goal_frames(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, bool]:
+        """(B, H, W, 3) image-goal frames and whether they differ from the MGF target frames."""
+        key = GOAL_PREFIX + self.goal_camera
+        if key in batch:
+            return torch.as_tensor(batch[key]), True
+        return torch.as_tensor(batch[FUTURE_PREFIX + self.goal_camera]), False
+
+    # ------------------------------------------------------------------ learning
+    def loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss and its terms for collated windows (see the module docstring for keys and shapes)."""
+        cfg = self.config
+        obs = self._observation_tokens(batch, augment=True)  # (B, N-1, d)
+        b = obs.shape[0]
+        actions = self.normalizer.normalize(ACTION, torch.as_tensor(batch[ACTION], device=self.device).float())
+        mask = torch.as_tensor(batch["action_mask"], device=self.device).bool()
+        goal_frames, distinct_goal = self._goal_frames(batch)
+        goals = [self.model.image_goal(self._images(goal_frames, cfg.image_size, augment=True))]
+
+        texts = self._choose_instructions(batch)
+        labelled = [i for i, t in enumerate(texts) if t is not None]
+        rows = list(range(b)) + labelled  # context row -> sample index
+        if labelled:
+            goals.append(self._language_goals([texts[i] for i in labelled]))
+        rows_t = torch.tensor(rows, device=self.device)
+        context = self.model.encode(obs[rows_t], torch.cat(goals))  # (B + L, N, d)
+
+        sigma = edm.sample_log_logistic((len(rows),), cfg.sigma_loc, cfg.sigma_scale, cfg.sigma_min, cfg.sigma_max,
+                                        device=self.device)
+        noise = torch.randn_like(actions[rows_t])
+        diffusion = edm.denoising_loss(self.model.action_network(context), actions[rows_t], sigma, noise,
+                                       cfg.sigma_data, mask[rows_t])
+        total = diffusion
+        metrics = {"diffusion": diffusion.item(), "labelled_fraction": len(labelled) / b}
+
+        if self.model.foresight is not None:
+            # The image-goal pass may only predict the future when its goal is not that future frame.
+            use = [r for r in range(len(rows)) if r >= b or distinct_goal]
+            if use:
+                use_t = torch.tensor(use, device=self.device)
+                future = torch.stack([torch.as_tensor(batch[FUTURE_PREFIX + cam]) for cam in self.cameras], dim=1)
+                future = self._images(future, cfg.mgf_image_size, augment=False)[rows_t[use_t]]
+                mgf = self.model.foresight.loss(context[use_t], future)
+                total = total + cfg.mgf_weight * mgf
+                metrics["mgf"] = mgf.item()
+        if self.model.alignment is not None and len(labelled) >= 2:
+            lab_t = torch.tensor(labelled, device=self.device)
+            cla = self.model.alignment.loss(context[b:], context[lab_t])
+            total = total + cfg.cla_weight * cla
+            metrics["cla"] = cla.item()
+            metrics["cla_temperature"] = float(1 / self.model.alignment.logit_scale.exp().item())
+        metrics["loss"] = total.item()
+        return total, metrics
+
+    # ------------------------------------------------------------------ acting
+    def predict(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, chunk, D) unnormalised actions clipped to the action spec's bounds.
+
+        The goal is the language instruction list ``batch["task"]``, or, when
+        that key is absent, the image goal ``goal.images.<goal_camera>``.
+        `generator` fixes the initial noise (same generator state -> same actions).
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                obs = self._observation_tokens(batch, augment=False)
+                if "task" in batch:
+                    goal = self._language_goals(list(batch["task"]))
+                elif GOAL_PREFIX + self.goal_camera in batch:
+                    frames = torch.as_tensor(batch[GOAL_PREFIX + self.goal_camera])
+                    goal = self.model.image_goal(self._images(frames, self.config.image_size, augment=False))
+                else:
+                    raise KeyError(f"predict needs a goal: batch['task'] (instructions) or "
+                                   f"batch['{GOAL_PREFIX + self.goal_camera}'] (goal images)")
+                context = self.model.encode(obs, goal)
+                shape = (obs.shape[0], self.config.chunk, self._spec.action.dim)
+                x = edm.sample(self.model.action_network(context), shape, self.scheduler, self.config.sampling_steps,
+                               self.config.sigma_data, generator=generator, device=self.device)
+                actions = self.normalizer.unnormalize(ACTION, x)
+                return torch.max(torch.min(actions, self._high.to(actions)), self._low.to(actions))
+        finally:
+            self.train(was_training)
+
+    def reset(self, instruction: str | None = None) -> None:
+        """Start an episode: clear the action queue and history; `instruction` is the task (or None to take
+        the observation's)."""
+        self._task = instruction
+        self._override: str | None = None
+        self._hold = 0
+        self._queue: collections.deque[np.ndarray] = collections.deque()
+        self._history: collections.deque[Observation] = collections.deque(maxlen=self.config.obs_horizon)
+
+    def correct(self, correction: Correction) -> None:
+        """Follow the correction (its language motion if it names one, else its text) for
+        `correction_hold_steps` ticks, then return to the task; replan now."""
+        self._override = str(correction.payload.get("language_motion") or correction.text)
+        self._hold = self.config.correction_hold_steps
+        self._queue.clear()
+
+    @property
+    def instruction(self) -> str | None:
+        """The text the policy follows now (a held correction, else the task)."""
+        return self._override if self._hold > 0 else self._task
+
+    def act(self, obs: Observation) -> Action:
+        """One action (D,) from the queue; replans (predict with batch 1) when the queue is empty."""
+        obs.check(self._spec)
+        if self._task is None and obs.instruction:
+            self._task = obs.instruction
+        if self.instruction is None:
+            raise ValueError("MDT is language-conditioned: give an instruction with reset(instruction) "
+                             "or in Observation.instruction")
+        self._history.append(obs)
+        if not self._queue:
+            self._queue.extend(self.predict(self._batch_of_one())[0, : self.config.execute_steps].cpu().numpy())
+        action = Action(self._queue.popleft(), self._spec.action)
+        if self._hold > 0:
+            self._hold -= 1
+            if self._hold == 0:
+                self._queue.clear()  # the correction is over: replan for the task
+        return action
+
+    def _batch_of_one(self) -> dict[str, Any]:
+        frames = list(self._history)
+        frames = [frames[0]] * (self.config.obs_horizon - len(frames)) + frames  # pad like the data layer
+        batch: dict[str, Any] = {
+            video_key(cam): torch.from_numpy(np.stack([f.images[cam] for f in frames])[None]) for cam in self.cameras
+        }
+        batch[STATE] = torch.from_numpy(np.stack([flatten_state(f.state, self._spec) for f in frames])[None])
+        batch["task"] = [self.instruction]
+        return batch
+

@@ -1,0 +1,75 @@
+"""Per-camera image encoder: a small GroupNorm CNN that turns one frame into one token.
+
+MDT gives every camera its own ResNet-18 with GroupNorm (BatchNorm's batch
+statistics break with the small, correlated batches of robot data) and takes
+one token per camera. MDT-small keeps that shape with a 4-stage residual CNN
+and reads each final feature map two ways: a spatial soft-argmax (where
+things are, as 2 coordinates per channel) and a global average (what is
+there), projected to one d_model token.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def to_float_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, h, w) float32 in [-1, 1], resized to `size` = (h, w)."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8 (N, H, W, 3), got {images.dtype}")
+    x = images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return x
+
+
+def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Shift each image of (N, C, h, w) by up to `pad` pixels (edge-replicated), a DrQ-style augmentation."""
+    if pad <= 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None]).to(x.device)  # (N, h)
+    cols = (dx[:, None] + torch.arange(w)[None]).to(x.device)  # (N, w)
+    idx_n = torch.arange(n, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+class _Stage(nn.Module):
+    """Stride-2 conv, then a residual 3x3 conv; GroupNorm + SiLU after each."""
+
+    def __init__(self, c_in: int, c_out: int, groups: int):
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(c_in, c_out, 3, 2, 1), nn.GroupNorm(groups, c_out), nn.SiLU())
+        self.res = nn.Sequential(nn.Conv2d(c_out, c_out, 3, 1, 1), nn.GroupNorm(groups, c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.down(x)
+        return F.silu(x + self.res(x))
+
+
+class CameraEncoder(nn.Module):
+    """(N, 3, h, w) float in [-1, 1] -> (N, d_out) token."""
+
+    def __init__(self, widths: tuple[int, ...], groups: int, d_out: int):
+        super().__init__()
+        chans = (3, *widths)
+        self.stages = nn.Sequential(*[_Stage(a, b, groups) for a, b in itertools.pairwise(chans)])
+        c = widths[-1]
+        self.proj = nn.Linear(3 * c, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.stages(x)  # (N, C, h', w')
+        n, c, h, w = f.shape
+        attn = f.flatten(2).softmax(-1).view(n, c, h, w)
+        ys = torch.linspace(-1, 1, h, device=f.device, dtype=f.dtype)
+        xs = torch.linspace(-1, 1, w, device=f.device, dtype=f.dtype)
+        kx = (attn.sum(2) * xs).sum(-1)  # (N, C) expected column
+        ky = (attn.sum(3) * ys).sum(-1)  # (N, C) expected row
+        return self.proj(torch.cat([kx, ky, f.mean((2, 3))], dim=-1))

@@ -1,0 +1,224 @@
+"""MDTPolicy end to end on real datasets (embodied.data) with the real frozen MiniLM encoder.
+
+Shows the training side (data_requirements -> windows -> loss) and the acting
+side (predict, act with its queue, correct, save/load) of the contract.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from embodied import registry
+from embodied.checkpoint import CheckpointError
+from embodied.data import open_dataset
+from embodied.data.format import ACTION, STATE
+from embodied.data.synthetic import synthetic_observation, synthetic_spec, write_synthetic_dataset
+from embodied.normalize import MissingStatisticError
+from embodied.types import Correction, SpecMismatchError
+from policies.mdt import MDTConfig, MDTPolicy
+
+TINY = MDTConfig(cnn_widths=(8, 8), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=2,
+                 image_size=(16, 16), mgf_image_size=(16, 16), mgf_patch=8, mgf_dim=32, cla_dim=16)
+
+
+@pytest.fixture(scope="module")
+def language():
+    from embodied.language import shared_encoder
+
+    return shared_encoder()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return open_dataset(write_synthetic_dataset(tmp_path_factory.mktemp("mdt") / "ds", num_episodes=2, length=12))
+
+
+@pytest.fixture
+def one_thread():
+    """Batch-of-a-few CPU work runs fastest (and steadiest on a busy machine) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def collate(windows: list[dict]) -> dict:
+    """What a training loop does with the data layer's windows: stack arrays, keep strings as lists."""
+    return {k: [w[k] for w in windows] if isinstance(windows[0][k], str) else torch.as_tensor(np.stack([w[k] for w in windows]))
+            for k in windows[0]}
+
+
+def batch_for(policy: MDTPolicy, ds, episodes=None) -> dict:
+    req = policy.data_requirements()
+    return collate(list(ds.windows(req["obs_horizon"], req["action_horizon"], cameras=req["cameras"],
+                                   future_offset=req["future_offset"], episodes=episodes,
+                                   goal_frame=req["goal_frame"])))
+
+
+def make(dataset, language, **changes) -> MDTPolicy:
+    torch.manual_seed(0)
+    return MDTPolicy.from_dataset_meta(dataclasses.replace(TINY, **changes), dataset.spec, dataset.stats, language)
+
+
+def test_registered_by_name_and_asks_for_the_windows_it_needs(dataset, language):
+    assert registry.get("mdt", kind="policy").load() is MDTPolicy
+    policy = make(dataset, language)
+    assert policy.data_requirements() == {"obs_horizon": 1, "action_horizon": 10, "cameras": ("front", "wrist"),
+                                          "future_offset": 3, "goal_frame": True}
+    trainable = {id(p) for p in policy.trainable_parameters()}
+    assert trainable == {id(p) for p in policy.model.parameters()}
+    assert not any("word_embeddings" in k for k in policy.state_dict())  # the frozen MiniLM is no submodule
+
+
+def test_loss_reports_every_term_and_the_switches_remove_them(dataset, language, one_thread):
+    policy = make(dataset, language)
+    batch = batch_for(policy, dataset)
+    total, metrics = policy.loss(batch)
+    assert total.ndim == 0 and total.requires_grad
+    assert {"diffusion", "mgf", "cla", "loss"} <= set(metrics)
+    assert metrics["loss"] == pytest.approx(metrics["diffusion"] + TINY.mgf_weight * metrics["mgf"]
+                                            + TINY.cla_weight * metrics["cla"], rel=1e-5)
+    total.backward()
+    assert policy.model.foresight.patch_in.weight.grad is not None
+    assert policy.model.alignment.logit_scale.grad is not None
+    _, plain = make(dataset, language, use_mgf=False, use_cla=False).loss(batch)
+    assert "mgf" not in plain and "cla" not in plain and plain["loss"] == plain["diffusion"]
+
+
+def test_partially_labelled_batches_train_on_image_goals(dataset, language, one_thread):
+    policy = make(dataset, language, language_fraction=0.0)
+    without_goal = {k: v for k, v in batch_for(policy, dataset).items() if not k.startswith("goal.")}
+    total, metrics = policy.loss(without_goal)
+    assert metrics["labelled_fraction"] == 0.0 and torch.isfinite(total)
+    # No language pass, and the image goal is the future frame itself: MGF and CLA have nothing honest to use.
+    assert "cla" not in metrics and "mgf" not in metrics
+    batch = batch_for(policy, dataset)  # with the episode's last frame as a distinct goal frame
+    assert "mgf" in policy.loss(batch)[1]
+
+
+def test_instructions_are_drawn_from_task_subtask_and_language_motion(dataset, language):
+    batch = batch_for(make(dataset, language), dataset)
+    motions = make(dataset, language, instruction_probs=(0.0, 0.0, 1.0))._choose_instructions(batch)
+    assert motions == batch["language_motion"]
+    assert set(motions) == {"move arm left", "move arm forward"}
+    subtasks = make(dataset, language, instruction_probs=(0.0, 1.0, 0.0))._choose_instructions(batch)
+    assert subtasks == batch["subtask"]
+    torch.manual_seed(0)
+    half = make(dataset, language, language_fraction=0.5)._choose_instructions(batch)
+    assert 0 < sum(t is None for t in half) < len(half)
+
+
+def test_overfits_a_tiny_dataset(dataset, language, one_thread):
+    policy = make(dataset, language, random_shift=0, instruction_probs=(1.0, 0.0, 0.0), use_mgf=False,
+                  use_cla=False, chunk=4, execute_steps=4, d_model=64)
+    batch = batch_for(policy, dataset, episodes=[0])
+    keep = [0, 3, 6, 9]  # four windows of one episode
+    batch = {k: [v[i] for i in keep] if isinstance(v, list) else v[keep] for k, v in batch.items()}
+    opt = torch.optim.AdamW(policy.trainable_parameters(), lr=2e-3)
+    losses = []
+    for _ in range(1000):
+        loss, metrics = policy.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(metrics["diffusion"])
+    assert np.mean(losses[:20]) > 0.5  # an untrained denoiser: about 1 in EDM units
+    assert np.mean(losses[-100:]) < 0.1, f"diffusion loss only fell to {np.mean(losses[-100:]):.3f}"
+    pred = policy.predict(batch, generator=torch.Generator().manual_seed(0))
+    err = (policy.normalizer.normalize(ACTION, pred) - policy.normalizer.normalize(ACTION, batch[ACTION])).pow(2)
+    assert err.mean(-1)[batch["action_mask"]].mean() < 0.03  # sampled chunks reproduce the demonstrations
+
+
+def test_predict_is_batched_and_stays_inside_the_action_bounds(dataset, language, one_thread):
+    policy = make(dataset, language)
+    batch = batch_for(policy, dataset)
+    actions = policy.predict(batch)
+    assert actions.shape == (len(batch["task"]), 10, 7) and not actions.requires_grad
+    spec = dataset.spec.action
+    assert (actions >= torch.as_tensor(spec.low_array)).all() and (actions <= torch.as_tensor(spec.high_array)).all()
+    by_image = {k: v for k, v in batch.items() if k != "task"} | {"goal.images.front": batch["future.images.front"]}
+    assert policy.predict(by_image).shape == actions.shape
+    with pytest.raises(KeyError, match="needs a goal"):
+        policy.predict({k: v for k, v in batch.items() if k != "task" and not k.startswith("goal.")})
+
+
+def test_checkpoint_round_trip_gives_identical_actions(dataset, language, tmp_path, one_thread):
+    policy = make(dataset, language)
+    policy.loss(batch_for(policy, dataset))[0].backward()
+    with torch.no_grad():
+        for p in policy.model.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # weights that differ from any fresh init
+    folder = policy.save_pretrained(tmp_path / "mdt")
+    assert sorted(f.name for f in folder.iterdir()) == ["embodiment_spec.json", "model.safetensors",
+                                                         "normalization.safetensors", "policy.json"]
+    assert folder.joinpath("model.safetensors").stat().st_size < 2e6  # no MiniLM inside
+    loaded = MDTPolicy.from_pretrained(folder, expect_spec=dataset.spec, language_encoder=language)
+    batch = batch_for(policy, dataset, episodes=[1])
+    a = policy.predict(batch, generator=torch.Generator().manual_seed(7))
+    b = loaded.predict(batch, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, policy.predict(batch, generator=torch.Generator().manual_seed(8)))
+    assert loaded.config == policy.config
+    assert registry.get("mdt").load() is type(loaded)
+
+
+def test_wrong_embodiment_and_damaged_checkpoints_are_clear_errors(dataset, language, tmp_path):
+    folder = make(dataset, language).save_pretrained(tmp_path / "mdt")
+    with pytest.raises(SpecMismatchError, match="camera 'front' is 48x48"):
+        MDTPolicy.from_pretrained(folder, expect_spec=synthetic_spec(size=48), language_encoder=language)
+    folder.joinpath("model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        MDTPolicy.from_pretrained(folder, language_encoder=language)
+
+
+def test_missing_normalisation_statistics_are_errors(dataset, language):
+    stats = dict(dataset.stats)
+    with pytest.raises(MissingStatisticError, match="action"):
+        MDTPolicy.from_dataset_meta(TINY, dataset.spec, {k: v for k, v in stats.items() if k != ACTION}, language)
+    no_std = stats | {STATE: {k: v for k, v in stats[STATE].items() if k != "std"}}
+    with pytest.raises(MissingStatisticError, match="std"):
+        MDTPolicy.from_dataset_meta(TINY, dataset.spec, no_std, language)
+    no_q99 = stats | {ACTION: {k: v for k, v in stats[ACTION].items() if k != "q99"}}
+    with pytest.raises(MissingStatisticError, match="q99"):
+        MDTPolicy.from_dataset_meta(dataclasses.replace(TINY, action_norm="bounds_q99"), dataset.spec, no_q99, language)
+
+
+def test_act_keeps_a_queue_and_replans_when_it_empties(dataset, language, one_thread):
+    policy = make(dataset, language, execute_steps=4)
+    calls = []
+    predict = policy.predict
+    policy.predict = lambda batch, generator=None: calls.append(batch["task"][0]) or predict(batch)
+    policy.reset("pick up the red cube")
+    for t in range(9):
+        action = policy.act(synthetic_observation(dataset.spec, t))
+        assert action.value.shape == (7,) and action.spec == dataset.spec.action
+    assert len(calls) == 3  # replans at ticks 0, 4 and 8
+
+
+def test_a_correction_steers_for_a_while_then_the_task_returns(dataset, language, one_thread):
+    policy = make(dataset, language, correction_hold_steps=3)
+    calls = []
+    predict = policy.predict
+    policy.predict = lambda batch, generator=None: calls.append(batch["task"][0]) or predict(batch)
+    policy.reset(None)
+    obs = synthetic_observation(dataset.spec, 0)
+    obs.instruction = "open the drawer"
+    policy.act(obs)
+    policy.correct(Correction("a bit more to the left", time=0.1, payload={"language_motion": "move arm left"}))
+    assert policy.instruction == "move arm left"
+    for _ in range(4):
+        policy.act(obs)
+    assert calls == ["open the drawer", "move arm left", "open the drawer"]
+    assert policy.instruction == "open the drawer"
+    policy.correct(Correction("stop moving down", time=0.5))
+    policy.act(obs)
+    assert calls[-1] == "stop moving down"  # no language motion in the payload: the text itself
+
+
+def test_act_without_any_instruction_says_what_to_do(dataset, language):
+    policy = make(dataset, language)
+    policy.reset(None)
+    with pytest.raises(ValueError, match="reset\\(instruction\\)"):
+        policy.act(synthetic_observation(dataset.spec, 0))
