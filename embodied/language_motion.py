@@ -70,7 +70,7 @@ class MotionThresholds:
     gripper: float = 0.5
 
     @classmethod
-    def from_spec(cls, spec: ActionSpec, fraction: float = DEFAULT_FRACTION) -> "MotionThresholds":
+    def from_spec(cls, spec: ActionSpec, fraction: float = DEFAULT_FRACTION) -> MotionThresholds:
         if spec.mode != "ee_delta":
             raise ValueError(f"language motions are defined on ee_delta actions, not {spec.mode!r}")
         high = spec.high_array

@@ -128,7 +128,7 @@ class Normalizer:
         return {"modes": dict(self.modes), "mask": {k: list(v) for k, v in self.mask.items()}}
 
     @classmethod
-    def from_tensors(cls, tensors: Mapping[str, Any], config: Mapping[str, Any]) -> "Normalizer":
+    def from_tensors(cls, tensors: Mapping[str, Any], config: Mapping[str, Any]) -> Normalizer:
         stats: dict[str, dict[str, np.ndarray]] = {}
         for key, v in tensors.items():
             feature, _, stat = key.rpartition("/")

@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.metadata
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 KINDS = ("env", "policy", "robot")
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import deque
-from typing import Any, Iterable, Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 import numpy as np
 

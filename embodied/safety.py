@@ -93,7 +93,7 @@ class SafetyFilter:
         self.total_interventions = 0
 
     @classmethod
-    def for_embodiment(cls, embodiment: Any, config: SafetyConfig | None = None) -> "SafetyFilter":
+    def for_embodiment(cls, embodiment: Any, config: SafetyConfig | None = None) -> SafetyFilter:
         """Build a filter, taking the workspace box from the embodiment when the config has none.
 
         An embodiment may publish ``workspace`` as ``(low (3,), high (3,))`` in metres.

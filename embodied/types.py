@@ -109,7 +109,7 @@ class ActionSpec:
         return np.asarray(self.high, np.float32)
 
     @classmethod
-    def ee_delta(cls, max_translation: float, max_rotation: float, rate_hz: float) -> "ActionSpec":
+    def ee_delta(cls, max_translation: float, max_rotation: float, rate_hz: float) -> ActionSpec:
         """The default 7-D mode: per-tick limits in metres and radians."""
         t, r = float(max_translation), float(max_rotation)
         return cls(
@@ -141,7 +141,7 @@ class Action:
     def is_chunk(self) -> bool:
         return self.value.ndim == 2
 
-    def steps(self) -> list["Action"]:
+    def steps(self) -> list[Action]:
         """Split a chunk into single-tick actions (a single action yields itself)."""
         if not self.is_chunk:
             return [self]
@@ -189,7 +189,7 @@ class EmbodimentSpec:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EmbodimentSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> EmbodimentSpec:
         return cls(
             name=d["name"],
             cameras=tuple(CameraSpec(**c) for c in d["cameras"]),
@@ -197,7 +197,7 @@ class EmbodimentSpec:
             action=ActionSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["action"].items()}),
         )
 
-    def check_compatible(self, other: "EmbodimentSpec", *, what: str = "checkpoint") -> None:
+    def check_compatible(self, other: EmbodimentSpec, *, what: str = "checkpoint") -> None:
         """Raise SpecMismatchError naming every difference that would change the data.
 
         Cameras must exist with the same size, state keys with the same dims,
@@ -314,7 +314,7 @@ class Correction:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Correction":
+    def from_dict(cls, d: Mapping[str, Any]) -> Correction:
         return cls(
             text=d["text"],
             time=float(d["time"]),
