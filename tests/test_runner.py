@@ -102,7 +102,7 @@ def test_corrections_reach_policy_recording_and_force_a_replan(robot):
     result = Runner(robot, policy, recorder=rec, channels=[channel], config=RunnerConfig(max_steps=8)).run_episode(seed=0)
     assert [c.text for c in policy.corrections] == ["a bit more to the left"]
     assert [len(f.corrections) for f in result.recorded.frames] == [0, 0, 1, 0, 0, 0, 0, 0]
-    assert policy.calls == 2  # tick 0, then the correction at tick 2 drops the rest of the chunk
+    assert policy.calls == 3  # ticks 0 and 2 (the correction drops the rest of the chunk), then 7
 
 
 def test_a_crashing_policy_discards_the_episode(robot):

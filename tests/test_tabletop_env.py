@@ -1,0 +1,240 @@
+"""The MuJoCo tabletop suite as a gymnasium env: spaces, cameras, control, vector envs, speed.
+
+Everything here runs real MuJoCo physics and real offscreen (EGL) rendering.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from embodied import registry
+from embodied.sim import GymEmbodiment
+from envs.tabletop import FAMILIES, LONG_HORIZON_FAMILIES, SINGLE_STEP_FAMILIES, env_id
+from envs.tabletop.env import TabletopEnv
+
+
+def _checked(env) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped, skip_render_check=True)
+    return [str(w.message) for w in caught]
+
+
+def test_every_family_is_registered_by_name():
+    assert len(FAMILIES) >= 11 and len(LONG_HORIZON_FAMILIES) >= 2
+    assert set(SINGLE_STEP_FAMILIES) | set(LONG_HORIZON_FAMILIES) == set(FAMILIES)
+    names = registry.names(kind="env", prefix="tabletop/")
+    assert {env_id(f) for f in FAMILIES} <= set(names)
+    env = registry.make("tabletop/open-drawer-v0", cameras=())
+    assert env.config.task == "open-drawer"
+    env.close()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_check_env_state_only(family):
+    env = TabletopEnv(task=family, cameras=())
+    assert _checked(env) == []
+    obs, info = env.reset(seed=3)
+    assert set(obs) == {"state"}
+    assert info["instruction"] and info["subtask"] and info["success"] is False
+    assert env.max_episode_steps == (400 if family in LONG_HORIZON_FAMILIES else 120)
+    env.close()
+
+
+def test_check_env_with_cameras_and_rgb_render():
+    env = gym.make("tabletop/stack-three-v0", render_mode="rgb_array", image_size=(64, 80))
+    assert _checked(env) == []
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (64, 80, 3) and frame.dtype == np.uint8
+    env.close()
+
+
+def test_images_depth_and_intrinsics_agree_with_the_scene():
+    env = TabletopEnv(task="pick", cameras=("front", "wrist"))
+    obs, info = env.reset(seed=5)
+    for cam in ("front", "wrist"):
+        rgb, depth = obs["images"][cam], obs["depth"][cam]
+        assert rgb.shape == (128, 128, 3) and rgb.dtype == np.uint8
+        assert depth.shape == (128, 128) and depth.dtype == np.float32
+        assert rgb.std() > 10, f"{cam} image is blank"
+        assert np.isfinite(depth).all() and depth.min() > 0.01
+    # The front camera sees the table about 1-2 m away at the image centre.
+    assert 0.8 < obs["depth"]["front"][64, 64] < 2.0
+    # Project the top face centre of the target object with K and T_world_cam:
+    # the depth image there must hold that point's distance along the optical axis.
+    cam = info["cameras"]["front"]
+    K, T = np.asarray(cam["intrinsics"], float), np.asarray(cam["extrinsics"], float)
+    name = env.goal.params["object"]
+    top = env.world.pos(name) + [0, 0, env.scene.object(name).half_height]
+    p_cam = np.linalg.inv(T) @ np.append(top, 1.0)
+    assert p_cam[2] > 0, "the object is behind the camera"
+    u, v, _ = K @ (p_cam[:3] / p_cam[2])
+    assert 0 <= u < 128 and 0 <= v < 128
+    seen = obs["depth"]["front"][int(v), int(u)]
+    assert abs(seen - p_cam[2]) < 0.03, (seen, p_cam[2])
+    env.close()
+
+
+def test_ee_delta_moves_the_gripper_by_the_commanded_amount():
+    env = TabletopEnv(task="reach", cameras=())
+    obs, _ = env.reset(seed=1)
+    start = obs["state"]["ee_pos"].copy()
+    move = np.array([0.03, -0.02, -0.01, 0, 0, 0, 1], np.float32)
+    for _ in range(5):
+        env.step(move)
+    for _ in range(5):
+        obs, *_ = env.step(np.array([0, 0, 0, 0, 0, 0, 1], np.float32))
+    np.testing.assert_allclose(obs["state"]["ee_pos"] - start, 5 * move[:3], atol=0.006)
+    # Turning: 3 ticks of 0.2 rad about world z turn the gripper 0.6 rad.
+    q0 = obs["state"]["ee_quat"].astype(float)
+    for _ in range(3):
+        env.step(np.array([0, 0, 0, 0, 0, 0.2, 1], np.float32))
+    for _ in range(4):
+        obs, *_ = env.step(np.array([0, 0, 0, 0, 0, 0, 1], np.float32))
+    q1 = obs["state"]["ee_quat"].astype(float)
+    rel = np.empty(4)
+    neg = np.empty(4)
+    mujoco.mju_negQuat(neg, q0)
+    mujoco.mju_mulQuat(rel, q1, neg)
+    vel = np.empty(3)
+    mujoco.mju_quat2Vel(vel, rel if rel[0] >= 0 else -rel, 1.0)
+    np.testing.assert_allclose(vel, [0, 0, 0.6], atol=0.03)
+    # Closing the gripper shows in the state.
+    for _ in range(6):
+        obs, *_ = env.step(np.array([0, 0, 0, 0, 0, 0, 0], np.float32))
+    assert obs["state"]["gripper"][0] < 0.1
+    env.close()
+
+
+def test_joint_pos_mode_reaches_the_target():
+    env = TabletopEnv(task="pick", cameras=(), control_mode="joint_pos")
+    assert env.action_space.shape == (8,) and env.embodiment_spec.action.mode == "joint_pos"
+    obs, _ = env.reset(seed=0)
+    target = obs["state"]["joint_pos"] + np.array([0.2, -0.15, 0.1, 0.2, -0.1, 0.15, 0.3], np.float32)
+    action = np.append(target, 1.0).astype(np.float32)
+    for _ in range(15):
+        obs, *_ = env.step(action)
+    np.testing.assert_allclose(obs["state"]["joint_pos"], target, atol=0.02)
+    env.close()
+
+
+@pytest.mark.parametrize("robot,n_joints", [("ur5e", 6), ("iiwa", 7)])
+def test_other_arms_build_and_move(robot, n_joints):
+    env = TabletopEnv(task="reach", robot=robot, cameras=())
+    obs, _ = env.reset(seed=0)
+    assert obs["state"]["joint_pos"].shape == (n_joints,)
+    np.testing.assert_allclose(obs["state"]["ee_pos"], [0.45, 0.0, 0.25], atol=0.03)
+    start = obs["state"]["ee_pos"].copy()
+    for _ in range(4):
+        obs, *_ = env.step(np.array([0, 0.03, 0, 0, 0, 0, 1], np.float32))
+    for _ in range(4):
+        obs, *_ = env.step(np.array([0, 0, 0, 0, 0, 0, 1], np.float32))
+    assert abs(obs["state"]["ee_pos"][1] - start[1] - 0.12) < 0.01
+    env.close()
+
+
+def test_reset_is_deterministic_per_seed_and_rollouts_repeat():
+    a, b = TabletopEnv(task="push", cameras=()), TabletopEnv(task="push", cameras=())
+    oa, ia = a.reset(seed=11)
+    ob, ib = b.reset(seed=11)
+    assert ia["instruction"] == ib["instruction"]
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        act = rng.uniform(a.action_space.low, a.action_space.high).astype(np.float32)
+        oa, *_ = a.step(act)
+        ob, *_ = b.step(act)
+    for k in oa["state"]:
+        np.testing.assert_array_equal(oa["state"][k], ob["state"][k])
+    _, other = a.reset(seed=12)
+    assert a.layout.poses != b.layout.poses or other["instruction"] != ib["instruction"]
+
+
+def test_instruction_override_and_long_horizon_subtasks():
+    env = TabletopEnv(task="drawer-store", cameras=())
+    _, info = env.reset(seed=2, options={"instruction": "tidy up the block"})
+    assert info["instruction"] == "tidy up the block"
+    assert info["subtask"] == "open the drawer"  # the first stage of the chain
+    emb = GymEmbodiment(TabletopEnv(task="pick", cameras=()))
+    obs = emb.reset(instruction="grab it", seed=0)
+    assert obs.instruction == "grab it" and obs.state["ee_pos"].shape == (3,)
+    obs.check(emb.spec)
+    env.close()
+
+
+def test_bad_input_is_refused_with_a_clear_error():
+    env = TabletopEnv(task="pick", cameras=())
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.zeros(6, np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(np.array([np.nan, 0, 0, 0, 0, 0, 1], np.float32))
+    with pytest.raises(ValueError, match="unknown tabletop task"):
+        TabletopEnv(task="juggle")
+    with pytest.raises(ValueError, match="unknown cameras"):
+        TabletopEnv(task="pick", cameras=("top",))
+    with pytest.raises(ValueError, match="unknown robot"):
+        TabletopEnv(task="pick", robot="r2d2")
+
+
+def _make_small_env():
+    return TabletopEnv(task="place", cameras=("front", "wrist"), image_size=(48, 64))
+
+
+def test_async_vector_env_with_two_envs():
+    # "spawn": a forked child would inherit this process's EGL contexts and can hang.
+    envs = gym.vector.AsyncVectorEnv([_make_small_env, _make_small_env], context="spawn")
+    try:
+        obs, info = envs.reset(seed=[0, 1])
+        assert obs["images"]["wrist"].shape == (2, 48, 64, 3)
+        assert obs["depth"]["front"].shape == (2, 48, 64)
+        assert obs["state"]["joint_pos"].shape == (2, 7)
+        for _ in range(3):
+            obs, reward, _term, _trunc, info = envs.step(envs.action_space.sample())
+        assert reward.shape == (2,) and len(info["instruction"]) == 2
+        assert info["cameras"]["front"]["intrinsics"].shape == (2, 3, 3)
+    finally:
+        envs.close()
+
+
+def _best_time(fn, repeats=5) -> float:
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def test_state_only_stepping_is_close_to_raw_physics_speed():
+    env = TabletopEnv(task="pick", cameras=())
+    env.reset(seed=0)
+    hold = np.array([0, 0, 0, 0, 0, 0, 1], np.float32)
+    raw = mujoco.MjData(env.model)
+    raw.qpos[:], raw.ctrl[:] = env.data.qpos, env.data.ctrl
+    ticks, sub = 20, env.config.substeps
+    t_env = _best_time(lambda: [env.step(hold) for _ in range(ticks)])
+    t_raw = _best_time(lambda: [mujoco.mj_step(env.model, raw, nstep=sub) for _ in range(ticks)])
+    assert t_raw / t_env >= 0.8, f"env runs at {t_raw / t_env:.2f}x raw mj_step speed"
+    env.close()
+
+
+def test_two_camera_rendering_is_fast():
+    env = TabletopEnv(task="pick")
+    env.reset(seed=0)
+    hold = np.array([0, 0, 0, 0, 0, 0, 1], np.float32)
+    env.step(hold)
+    per_step = _best_time(lambda: [env.step(hold) for _ in range(10)], repeats=3) / 10
+    # The target is >= 70 steps/s on an idle 2-core CPU; half of it leaves room for a busy machine.
+    assert 1.0 / per_step >= 35, f"{1 / per_step:.1f} env steps/s with two 128x128 RGB-D cameras"
+    env.close()
