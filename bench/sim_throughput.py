@@ -1,7 +1,9 @@
 """Simulation throughput: the tabletop env against a raw mj_step loop and robosuite.
 
 Prints, in one run:
-  1. raw `mujoco.mj_step` loop on the tabletop's own compiled model (physics steps/s);
+  1. raw `mujoco.mj_step` on the tabletop's own compiled model through the very states the env
+     visits (physics steps/s), as `mj_step(nstep=substeps)` in C (the baseline of the ratio) and as
+     a Python loop of single steps;
   2. the tabletop env without rendering (its physics steps/s, controller included,
      and its control steps/s);
   3. the tabletop env with two cameras (front + wrist) of SIZE×SIZE, RGB + depth;
@@ -35,21 +37,54 @@ def timed(fn, seconds: float, min_iters: int = 5) -> float:
     return n / (time.perf_counter() - start)
 
 
-def raw_mj_step(model, seconds: float) -> float:
+def physics_vs_raw(env, seconds: float, seed: int = 0) -> dict[str, float]:
+    """The env without rendering against raw stepping of the same model through the same states.
+
+    Interleaved tick by tick, so that a busy machine slows both sides alike: before each env tick
+    the integration state is saved; after it, a scratch MjData is set to that state with the
+    controls the env's controller chose, and the same number of physics steps is run raw, once as
+    `mj_step(nstep=substeps)` in C and once as a Python loop of single `mj_step` calls.
+    Actions are uniformly random within the action bounds.
+    """
     import mujoco
 
-    data = mujoco.MjData(model)
-    mujoco.mj_forward(model, data)
-    batch = 100
-
-    def run():
-        for _ in range(batch):
-            mujoco.mj_step(model, data)
-
-    return batch * timed(run, seconds)
+    u = env.unwrapped
+    m, d, n_sub = u.model, u.data, u.config.substeps
+    scratch = mujoco.MjData(m)
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    before = np.empty(mujoco.mj_stateSize(m, spec))
+    rng = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
+    env.reset(seed=seed)
+    t_env = t_raw = t_loop = 0.0
+    ticks = 0
+    clock = time.perf_counter
+    while ticks < 20 or t_env + t_raw + t_loop < seconds:
+        a = rng.uniform(low, high).astype(np.float32)
+        mujoco.mj_getState(m, d, before, spec)
+        t0 = clock()
+        _, _, term, trunc, _ = env.step(a)
+        t_env += clock() - t0
+        for batched in (True, False):
+            mujoco.mj_setState(m, scratch, before, spec)
+            scratch.ctrl[:] = d.ctrl
+            t0 = clock()
+            if batched:
+                mujoco.mj_step(m, scratch, nstep=n_sub)
+                t_raw += clock() - t0
+            else:
+                for _ in range(n_sub):
+                    mujoco.mj_step(m, scratch)
+                t_loop += clock() - t0
+        ticks += 1
+        if term or trunc:
+            env.reset()
+    return {"env_steps_per_s": ticks / t_env, "physics_steps_per_s": ticks * n_sub / t_env,
+            "raw_per_s": ticks * n_sub / t_raw, "raw_loop_per_s": ticks * n_sub / t_loop, "substeps": n_sub}
 
 
 def env_steps(env, seconds: float, seed: int = 0) -> float:
+    """Control steps/s of `env` under uniformly random actions (reset when an episode ends)."""
     rng = np.random.default_rng(seed)
     space = env.action_space
     env.reset(seed=seed)
@@ -98,12 +133,12 @@ def main() -> dict:
     from embodied import registry
 
     env = registry.make(args.task, cameras=())
-    u = env.unwrapped
-    substeps = int(u.substeps)
-    raw = raw_mj_step(u.model, args.seconds)
-    physics_env = env_steps(env, args.seconds)
+    phys = physics_vs_raw(env, 2 * args.seconds)
     env.close()
-    print(f"raw mj_step loop:                 {raw:12,.0f} physics steps/s")
+    substeps, raw, raw_loop = phys["substeps"], phys["raw_per_s"], phys["raw_loop_per_s"]
+    physics_env = phys["env_steps_per_s"]
+    print(f"raw mj_step, one call per step:   {raw_loop:12,.0f} physics steps/s")
+    print(f"raw mj_step(nstep={substeps}):           {raw:12,.0f} physics steps/s  (the baseline of the ratio)")
     print(f"tabletop, no rendering:           {physics_env:12,.1f} control steps/s "
           f"= {physics_env * substeps:,.0f} physics steps/s ({substeps} per control step)")
 
@@ -112,11 +147,16 @@ def main() -> dict:
     env.close()
     print(f"tabletop, 2 cameras {args.size}x{args.size} RGB+D:  {render_env:12,.1f} steps/s")
 
-    rs = robosuite_lift(args.size, args.seconds)
+    # Its own process: robosuite's renderer must not share a process (and EGL state) with ours.
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(1) as pool:
+        rs = pool.apply(robosuite_lift, (args.size, args.seconds))
     print(f"robosuite Lift, 2 cameras RGB+D:  {rs:12,.1f} steps/s")
 
     result = {
         "raw_mj_step_per_s": raw,
+        "raw_mj_step_python_loop_per_s": raw_loop,
         "tabletop_env_steps_per_s": physics_env,
         "tabletop_physics_steps_per_s": physics_env * substeps,
         "substeps": substeps,
