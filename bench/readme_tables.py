@@ -41,7 +41,7 @@ def sim_throughput() -> str | None:
     if d is None:
         return None
     rows = ["| what | steps/s | ratio |", "|---|---:|---|"]
-    rows.append(f"| raw `mujoco.mj_step` loop (physics steps) | {d['raw_mj_step_per_s']:,.0f} | |")
+    rows.append(f"| raw `mujoco.mj_step(nstep=50)` through the same states (physics steps) | {d['raw_mj_step_per_s']:,.0f} | |")
     rows.append(f"| tabletop env, no rendering (physics steps incl. controller) | {d['tabletop_physics_steps_per_s']:,.0f} "
                 f"| {d['ratio_physics_vs_raw']:.2f}× raw (goal ≥ 0.8) |")
     rows.append(f"| tabletop env, no rendering (control steps) | {d['tabletop_env_steps_per_s']:,.0f} | |")
@@ -63,7 +63,25 @@ def metaworld_experts() -> str | None:
             f"over {len(tasks)} tasks ({n} episodes). Lowest: {lows}.")
 
 
-TABLES = {"expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts}
+def eval_table(info: dict) -> str:
+    """An eval_info.json (embodied.evaluate) as Markdown: task, episodes, success rate, 95% Wilson interval."""
+    rows = ["| task | episodes | success rate | 95% CI |", "|---|---:|---:|---:|"]
+    for task, r in info["tasks"].items():
+        lo, hi = r["ci95"]
+        rows.append(f"| {task} | {r['episodes']} | {r['success_rate']:.0%} | {lo:.0%}–{hi:.0%} |")
+    rows.append(f"\nMean success over {len(info['tasks'])} tasks: **{info['mean_success']:.1%}** "
+                f"({info['episodes']} episodes, seeds from {info['config']['seed0']}; `python -m embodied.evaluate`).")
+    return "\n".join(rows)
+
+
+def _eval_results(name: str) -> str | None:
+    """The table of bench/results/<name>/eval_info.json, if that benchmark has been run."""
+    p = RESULTS / name / "eval_info.json"
+    return eval_table(json.loads(p.read_text())) if p.exists() else None
+
+
+TABLES = {"expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
+          "eval_success": lambda: _eval_results("success"), "eval_metaworld": lambda: _eval_results("metaworld")}
 
 
 def render(text: str) -> str:

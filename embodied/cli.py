@@ -21,7 +21,8 @@ from embodied.collect import CollectConfig
 @dataclasses.dataclass
 class DemoConfig:
     """The built-in default job: expert demonstrations on the whole tabletop suite,
-    then a report with success rates, a plot and rollout videos."""
+    then a report with success rates, a plot and rollout videos. The dataset goes to
+    <out>/data (collect.out is ignored here)."""
 
     out: Path = Path("outputs/demo")
     collect: CollectConfig = dataclasses.field(
@@ -99,13 +100,40 @@ def cmd_list(cfg: ListConfig) -> None:
         print(f"{e.kind:7s} {name:45s} {e.description}")
 
 
-COMMANDS = {"demo": cmd_demo, "collect": cmd_collect, "view": cmd_view, "list": cmd_list}
+# name -> (config dataclass, what runs it). Subcommands that own their own parser (train, eval)
+# are handed the rest of the command line.
+COMMANDS = {
+    "demo": (DemoConfig, cmd_demo),
+    "collect": (CollectConfig, cmd_collect),
+    "view": (ViewConfig, cmd_view),
+    "list": (ListConfig, cmd_list),
+}
+
+
+# Subcommands whose options depend on what is being trained or evaluated build their own parser.
+PASSTHROUGH = {
+    "train": ("embodied.train", "train a policy: embodied train <policy> --train.dataset ... --policy.* ..."),
+    "eval": ("embodied.evaluate", "evaluate a checkpoint in simulation: embodied eval --checkpoint ... --tasks ..."),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     argv = sys.argv[1:] if argv is None else argv
-    tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, description="embodied: train, deploy, correct.")
+    if argv and argv[0] in PASSTHROUGH:
+        import importlib
+
+        importlib.import_module(PASSTHROUGH[argv[0]][0]).main(argv[1:])
+        return
+    if not argv or argv[0] in ("-h", "--help"):
+        print("embodied train: " + PASSTHROUGH["train"][1])
+        print("embodied eval:  " + PASSTHROUGH["eval"][1])
+    configs = {name: cfg for name, (cfg, _) in COMMANDS.items()}
+    cfg = tyro.extras.subcommand_cli_from_dict(configs, args=argv, description="embodied: train, deploy, correct.")
+    for cfg_type, run in COMMANDS.values():
+        if type(cfg) is cfg_type:
+            run(cfg)
+            return
 
 
 if __name__ == "__main__":

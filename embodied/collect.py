@@ -47,6 +47,7 @@ class TaskStats:
     succeeded: int = 0
     steps: list[int] = dataclasses.field(default_factory=list)
     interventions: int = 0
+    episode_indices: list[int] = dataclasses.field(default_factory=list)  # where its episodes went in the dataset
 
     @property
     def success_rate(self) -> float:
@@ -141,7 +142,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, TaskStats]:
                 if writer is None:
                     spec = episode.meta["spec"]
                     writer = DatasetWriter(cfg.out, spec, fps=spec.control_hz, robot_type=spec.name)
-                episode.write_to(writer)
+                s.episode_indices.append(episode.write_to(writer))
             bar.set_postfix(task=task.split("/")[-1], success=f"{sum(x.succeeded for x in stats.values())}/{bar.n + 1}")
             bar.update()
     finally:

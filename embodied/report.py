@@ -78,17 +78,16 @@ def write_collection_report(
     video_names: list[tuple[str, str]] = []
     if dataset_root.exists() and (dataset_root / "meta" / "info.json").exists():
         ds = open_dataset(dataset_root)
-        seen: set[str] = set()
-        for i in range(ds.num_episodes):
-            if len(video_names) >= videos:
-                break
+        recorded = [s for s in stats.values() if s.episode_indices]
+        # evenly spread over the tasks, one episode of each
+        count = min(videos, len(recorded))
+        spread = sorted({round(k * (len(recorded) - 1) / max(1, count - 1)) for k in range(count)})
+        for s in (recorded[k] for k in spread):
+            i = s.episode_indices[0]
             ep = ds.episode(i)
-            if ep.task in seen:
-                continue
-            seen.add(ep.task)
-            name = f"rollout_{i:03d}.mp4"
+            name = f"rollout_{s.task.replace('/', '_')}_{i:03d}.mp4"
             render_episode(ep, out_dir / name)
-            video_names.append((name, ep.task))
+            video_names.append((name, f"{s.task}: \"{ep.task}\""))
 
     cols = [
         ("task", "task", "s"),

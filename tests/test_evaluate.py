@@ -1,0 +1,102 @@
+"""Evaluation of a tiny trained policy: eval_info.json, confidence intervals, videos, plot, README table."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from embodied.data import read_mp4
+from embodied.evaluate import EVAL_INFO, EvalConfig, evaluate
+from embodied.stats_ci import wilson_interval
+from embodied.types import SpecMismatchError
+
+TASK = "tabletop/reach-v0"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Two expert demos at 32x32, and a BC policy trained on them for 3 steps (a real run folder)."""
+    from embodied.collect import CollectConfig, collect
+    from embodied.train import TrainConfig, train
+    from policies.bc.configuration import BCConfig
+
+    root = tmp_path_factory.mktemp("eval")
+    collect(CollectConfig(tasks=(TASK,), episodes_per_task=2, out=root / "data", workers=1, image_size=32),
+            progress=False)
+    return train(TrainConfig(dataset=(str(root / "data"),), policy="bc", output_dir=str(root), name="bc", steps=3,
+                             batch_size=4, num_workers=0, warmup_steps=1, ema_decay=None, save_every=3, cpu=True,
+                             progress=False),
+                 BCConfig(action_horizon=4, cnn_channels=(8,), feature_dim=16, hidden_dim=32, language="none"))
+
+
+@pytest.fixture(scope="module")
+def evaluation(run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval_out")
+    cfg = EvalConfig(checkpoint=str(run), tasks=(TASK,), episodes=3, num_envs=2, seed0=10, max_steps=12, videos=1,
+                     out=str(out), progress=False)
+    return evaluate(cfg), out
+
+
+def test_eval_info_is_well_formed(evaluation):
+    info, out = evaluation
+    assert json.loads((out / EVAL_INFO).read_text()) == info
+    task = info["tasks"][TASK]
+    assert task["episodes"] == 3 and task["seeds"] == [10, 11, 12]
+    assert task["successes"] == sum(task["outcomes"]) and task["success_rate"] == task["successes"] / 3
+    lo, hi = task["ci95"]
+    assert 0.0 <= lo <= task["success_rate"] <= hi <= 1.0 and hi - lo > 0.3  # three episodes say little
+    assert task["mean_steps"] == sum(task["steps"]) / 3 and all(1 <= s <= 12 for s in task["steps"])
+    assert task["instruction"]
+    assert info["mean_success"] == task["success_rate"] and info["episodes"] == 3 and info["num_envs"] == 2
+    assert info["checkpoint"].endswith("pretrained_model") and info["wall_time_s"] > 0
+    assert info["config"]["episodes"] == 3 and info["config"]["seed0"] == 10
+    assert (out / "success.png").stat().st_size > 1000
+
+
+def test_videos_are_named_by_outcome_and_decode(evaluation):
+    info, out = evaluation
+    task = info["tasks"][TASK]
+    assert 1 <= len(task["videos"]) <= 2  # at most one success and one failure
+    for rel in task["videos"]:
+        seed = int(rel.split("_seed")[1].split("_")[0])
+        outcome = task["outcomes"][task["seeds"].index(seed)]
+        assert rel.endswith("_success.mp4" if outcome else "_failure.mp4")
+        frames = read_mp4(out / rel)
+        assert frames.shape[1:] == (32, 64, 3)  # front and wrist side by side
+        assert len(frames) == task["steps"][task["seeds"].index(seed)]
+
+
+def test_a_checkpoint_for_another_embodiment_is_refused(run, tmp_path):
+    cfg = EvalConfig(checkpoint=str(run), tasks=(TASK,), episodes=1, num_envs=1, image_size=(48, 48),
+                     out=str(tmp_path), progress=False)
+    with pytest.raises(SpecMismatchError, match="camera 'front' is 48x48, .* expects 32x32"):
+        evaluate(cfg)
+    assert not (tmp_path / EVAL_INFO).exists()
+
+
+def test_readme_table_is_generated_from_eval_info(evaluation):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    try:
+        import readme_tables
+    finally:
+        sys.path.pop(0)
+    info, _ = evaluation
+    table = readme_tables.eval_table(info)
+    rate = info["tasks"][TASK]["success_rate"]
+    lo, hi = info["tasks"][TASK]["ci95"]
+    assert f"| {TASK} | 3 | {rate:.0%} | {lo:.0%}–{hi:.0%} |" in table
+    assert f"**{info['mean_success']:.1%}**" in table
+
+
+def test_wilson_interval_matches_known_values():
+    assert wilson_interval(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))
+    lo, hi = wilson_interval(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
+    assert wilson_interval(10, 10) == (pytest.approx(0.7225, abs=1e-4), 1.0)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    lo, hi = wilson_interval(40, 50)
+    assert lo < 0.8 < hi and math.isclose(hi - lo, 0.2179, abs_tol=1e-3)
+    with pytest.raises(ValueError, match="successes <= trials"):
+        wilson_interval(3, 2)
