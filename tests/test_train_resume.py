@@ -100,14 +100,21 @@ def test_resume_from_a_damaged_training_state_names_the_file(data, tmp_path):
 def test_resume_after_a_real_kill_equals_the_uninterrupted_run(data, tmp_path):
     """SIGKILL a training process once it has saved step K, resume it from the shell: same final state."""
     steps, every = 40, 10
-    straight = train(config(data, tmp_path / "straight", steps=steps, save_every=every), POLICY)
-    args = [sys.executable, "-m", "embodied.train", "bc", "--train.dataset", str(data),
-            "--train.output-dir", str(tmp_path / "killed"), "--train.name", "run", "--train.steps", str(steps),
-            "--train.batch-size", "4", "--train.lr", "1e-3", "--train.warmup-steps", "3", "--train.log-every", "1",
-            "--train.save-every", str(every), "--train.ema-decay", "0.8", "--train.num-workers", "0",
-            "--train.no-progress", "--policy.obs-horizon", "2", "--policy.action-horizon", "3",
-            "--policy.cnn-channels", "8", "--policy.feature-dim", "16", "--policy.hidden-dim", "32",
-            "--policy.language-motion-prob", "0.5"]
+
+    def args_for(out):
+        return [sys.executable, "-m", "embodied.train", "bc", "--train.dataset", str(data),
+                "--train.output-dir", str(out), "--train.name", "run", "--train.steps", str(steps),
+                "--train.batch-size", "4", "--train.lr", "1e-3", "--train.warmup-steps", "3", "--train.log-every", "1",
+                "--train.save-every", str(every), "--train.ema-decay", "0.8", "--train.num-workers", "0",
+                "--train.no-progress", "--policy.obs-horizon", "2", "--policy.action-horizon", "3",
+                "--policy.cnn-channels", "8", "--policy.feature-dim", "16", "--policy.hidden-dim", "32",
+                "--policy.language-motion-prob", "0.5"]
+
+    # Both runs go through the same command in fresh processes, so nothing of this test process
+    # (thread settings, caches) can make them differ.
+    subprocess.run(args_for(tmp_path / "straight"), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    straight = tmp_path / "straight" / "run"
+    args = args_for(tmp_path / "killed")
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     pointer = tmp_path / "killed" / "run" / "checkpoints" / "last"
     deadline = time.monotonic() + 120
