@@ -16,19 +16,7 @@ from pathlib import Path
 import tyro
 
 from embodied.collect import CollectConfig
-
-
-@dataclasses.dataclass
-class DemoConfig:
-    """The built-in default job: expert demonstrations on the whole tabletop suite,
-    then a report with success rates, a plot and rollout videos. The dataset goes to
-    <out>/data (collect.out is ignored here)."""
-
-    out: Path = Path("outputs/demo")
-    collect: CollectConfig = dataclasses.field(
-        default_factory=lambda: CollectConfig(tasks=("tabletop/",), episodes_per_task=4)
-    )
-    videos: int = 4
+from embodied.demo import DemoConfig
 
 
 def _save_config(cfg: object, path: Path) -> dict:
@@ -39,28 +27,23 @@ def _save_config(cfg: object, path: Path) -> dict:
 
 
 def cmd_demo(cfg: DemoConfig) -> Path:
-    from embodied.collect import collect
-    from embodied.report import write_collection_report
+    from embodied.demo import run_demo
 
-    ccfg = dataclasses.replace(cfg.collect, out=cfg.out / "data")
-    if (ccfg.out / "meta").exists():
-        raise SystemExit(f"{ccfg.out} already holds a dataset; pass --out to a new folder or delete it first")
-    saved = _save_config(dataclasses.replace(cfg, collect=ccfg), cfg.out / "config.json")
-    started = time.monotonic()
-    stats = collect(ccfg)
-    report = write_collection_report(cfg.out, stats, ccfg.out, videos=cfg.videos,
-                                     seconds=time.monotonic() - started, config=saved)
-    print(f"report: {report}")
-    return report
+    return run_demo(cfg)
 
 
 def cmd_collect(cfg: CollectConfig) -> None:
     from embodied.collect import collect
+    from embodied.report import write_collection_report
 
-    _save_config(cfg, cfg.out.parent / f"{cfg.out.name}_collect_config.json")
+    report_dir = cfg.out.parent / f"{cfg.out.name}_report"
+    saved = _save_config(cfg, report_dir / "config.json")
+    started = time.monotonic()
     stats = collect(cfg)
     for s in stats.values():
         print(f"{s.task:40s} {s.succeeded:4d}/{s.attempted:<4d} {s.success_rate:6.1%}")
+    print("report:", write_collection_report(report_dir, stats, cfg.out, seconds=time.monotonic() - started,
+                                             config=saved))
 
 
 @dataclasses.dataclass

@@ -46,6 +46,131 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str
     return "\n".join([head, sep, *body])
 
 
+COLLECTION_COLUMNS = [
+    ("task", "task", "s"),
+    ("episodes", "episodes", "d"),
+    ("succeeded", "succeeded", "d"),
+    ("success_rate", "success rate", ".0%"),
+    ("mean_steps", "mean steps", ".1f"),
+    ("interventions", "safety interventions", "d"),
+]
+
+
+def collection_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-task rows of a collection's TaskStats."""
+    return [
+        {
+            "task": s.task,
+            "episodes": s.attempted,
+            "succeeded": s.succeeded,
+            "success_rate": s.success_rate,
+            "mean_steps": float(np.mean(s.steps)) if s.steps else 0.0,
+            "interventions": s.interventions,
+        }
+        for s in stats.values()
+    ]
+
+
+def eval_rows(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-task rows of an eval_info.json."""
+    return [
+        {"task": task, "episodes": r["episodes"], "successes": r["successes"], "success_rate": r["success_rate"],
+         "ci": f"{r['ci95'][0]:.0%}–{r['ci95'][1]:.0%}", "mean_steps": r["mean_steps"]}
+        for task, r in info["tasks"].items()
+    ]
+
+
+EVAL_COLUMNS = [
+    ("task", "task", "s"),
+    ("episodes", "episodes", "d"),
+    ("successes", "successes", "d"),
+    ("success_rate", "success rate", ".0%"),
+    ("ci", "95% CI", "s"),
+    ("mean_steps", "mean steps", ".1f"),
+]
+
+
+def write_demo_report(
+    out_dir: Path,
+    *,
+    stats: dict[str, Any],
+    dataset_root: Path,
+    run_dir: Path | None,
+    checkpoint: Path,
+    eval_info: dict[str, Any],
+    timings: dict[str, float],
+    config: dict[str, Any],
+) -> Path:
+    """report.md of the main job: evaluation first, then training, then the demonstrations."""
+    import shutil
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    col = collection_rows(stats)
+    plot_success(col, out_dir / "experts.png", "Scripted expert success")
+    ev = eval_rows(eval_info)
+    total_s = sum(timings.values())
+    n_ep = sum(r["episodes"] for r in ev)
+    n_ok = sum(r["successes"] for r in ev)
+    used = f"trained here ({run_dir})" if run_dir is not None else f"given with --checkpoint ({checkpoint})"
+    lines = [
+        "# embodied: collect → train → evaluate",
+        "",
+        f"Policy **{config.get('policy', '?')}**, checkpoint {used}. "
+        f"Mean success over {len(ev)} tasks: **{eval_info['mean_success']:.1%}** ({n_ok}/{n_ep} episodes on seeds the "
+        f"demonstrations did not use). Whole job: {total_s / 60:.1f} min "
+        + "(" + ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in timings.items()) + ").",
+        "",
+        "## Evaluation",
+        "",
+        markdown_table(ev, EVAL_COLUMNS),
+        "",
+        "![success per task](eval/success.png)",
+        "",
+    ]
+    vids = [(task, v) for task, r in eval_info["tasks"].items() for v in r.get("videos", [])]
+    lines += [f"- [{task}: {Path(v).stem.rsplit('_', 1)[-1]}](eval/{v})" for task, v in vids] or ["(no videos)"]
+    lines += ["", "## Training", ""]
+    if run_dir is not None:
+        metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        last = metrics[-1] if metrics else {}
+        rate = np.mean([m["samples_per_s"] for m in metrics if "samples_per_s" in m]) if metrics else float("nan")
+        share = np.mean([m["data_share"] for m in metrics if "data_share" in m]) if metrics else float("nan")
+        for name in ("loss.png", "training.png"):
+            if (run_dir / name).exists():
+                shutil.copy2(run_dir / name, out_dir / name)
+        lines += [
+            (f"{last.get('step', 0)} steps in {timings.get('train_s', 0) / 60:.1f} min, {rate:.0f} samples/s, "
+             f"{share:.1%} of step time waiting for data; final loss {last.get('loss', float('nan')):.4f}. "
+             f"Run folder: `{run_dir}` (config, metrics.jsonl, checkpoints)."),
+            "",
+            "![loss](loss.png)",
+        ]
+    else:
+        lines.append(f"Not trained in this job: evaluated `{checkpoint}`.")
+    lines += [
+        "",
+        "## Expert demonstrations",
+        "",
+        f"Written to `{dataset_root}` (LeRobotDataset v3.0).",
+        "",
+        markdown_table(col, COLLECTION_COLUMNS),
+        "",
+        "![expert success](experts.png)",
+        "",
+        "## Config",
+        "",
+        "```json",
+        json.dumps(config, indent=2, default=str),
+        "```",
+    ]
+    (out_dir / "report.md").write_text("\n".join(lines) + "\n")
+    (out_dir / "report.json").write_text(json.dumps(
+        {"evaluation": {"mean_success": eval_info["mean_success"], "tasks": ev}, "experts": col,
+         "timings": timings, "checkpoint": str(checkpoint), "trained_here": run_dir is not None, "config": config},
+        indent=2, default=str))
+    return out_dir / "report.md"
+
+
 def write_collection_report(
     out_dir: Path,
     stats: dict[str, Any],
@@ -59,17 +184,7 @@ def write_collection_report(
     from embodied.data import open_dataset, render_episode
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {
-            "task": s.task,
-            "episodes": s.attempted,
-            "succeeded": s.succeeded,
-            "success_rate": s.success_rate,
-            "mean_steps": float(np.mean(s.steps)) if s.steps else 0.0,
-            "interventions": s.interventions,
-        }
-        for s in stats.values()
-    ]
+    rows = collection_rows(stats)
     total = sum(r["episodes"] for r in rows)
     ok = sum(r["succeeded"] for r in rows)
     summary = {"episodes": total, "succeeded": ok, "success_rate": ok / total if total else 0.0}
@@ -89,14 +204,7 @@ def write_collection_report(
             render_episode(ep, out_dir / name)
             video_names.append((name, f"{s.task}: \"{ep.task}\""))
 
-    cols = [
-        ("task", "task", "s"),
-        ("episodes", "episodes", "d"),
-        ("succeeded", "succeeded", "d"),
-        ("success_rate", "success rate", ".0%"),
-        ("mean_steps", "mean steps", ".1f"),
-        ("interventions", "safety interventions", "d"),
-    ]
+    cols = COLLECTION_COLUMNS
     lines = [
         "# Expert demonstrations",
         "",

@@ -47,14 +47,18 @@ def test_fresh_clone_runs_both_commands(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
     demo = subprocess.run(
-        ["make", "demo", "DEMO_ARGS=--collect.tasks tabletop/pick-v0 --collect.episodes-per-task 1 --collect.workers 1"],
+        ["make", "demo", "DEMO_ARGS=--collect.tasks tabletop/reach-v0 --collect.episodes-per-task 2 "
+         "--collect.workers 1 --collect.image-size 64 --train-steps 3 --batch-size 4 --eval-episodes 1 --num-envs 1"],
         cwd=clone, env=env, capture_output=True, text=True, timeout=900,
     )
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     report = clone / "outputs/demo/report.md"
-    assert report.exists() and "tabletop/pick-v0" in report.read_text()
-    assert (clone / "outputs/demo/success.png").stat().st_size > 1000
-    assert list((clone / "outputs/demo").glob("rollout_*.mp4"))
+    text = report.read_text()
+    assert "tabletop/reach-v0" in text and "## Evaluation" in text and "## Training" in text
+    assert (clone / "outputs/demo/eval/success.png").stat().st_size > 1000
+    assert (clone / "outputs/demo/loss.png").stat().st_size > 1000
+    assert list((clone / "outputs/demo/eval/videos").glob("*.mp4"))
+    assert list((clone / "outputs/demo/runs/mdt/checkpoints").glob("step_*/pretrained_model/model.safetensors"))
     test = subprocess.run(["make", "test", "PYTEST_ARGS=tests/test_types.py -p no:cacheprovider"],
                           cwd=clone, env=env, capture_output=True, text=True, timeout=900)
     assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
