@@ -80,7 +80,32 @@ def _eval_results(name: str) -> str | None:
     return eval_table(json.loads(p.read_text())) if p.exists() else None
 
 
-TABLES = {"expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
+def success() -> str | None:
+    """bench/success.py: MDT-small vs its ablation (no MGF, no CLA) vs random, per task, with 95% intervals."""
+    d, full, abl = _load("success"), RESULTS / "success" / "eval_info.json", RESULTS / "success_ablation" / "eval_info.json"
+    if d is None or not full.exists():
+        return None
+    full_info = json.loads(full.read_text())
+    abl_info = json.loads(abl.read_text()) if abl.exists() else None
+    rows = ["| task | MDT-small | 95% CI | without MGF + CLA | 95% CI |", "|---|---:|---:|---:|---:|"]
+    for task, r in full_info["tasks"].items():
+        a = abl_info["tasks"][task] if abl_info else None
+        rows.append(f"| {task} | {r['success_rate']:.0%} | {r['ci95'][0]:.0%}–{r['ci95'][1]:.0%} | "
+                    + (f"{a['success_rate']:.0%} | {a['ci95'][0]:.0%}–{a['ci95'][1]:.0%} |" if a else "– | – |"))
+    st = d["settings"]
+    ablation = d.get("ablation_mean_success")
+    rows.append(
+        f"\nMean success **{d['mean_success']:.1%}**"
+        + (f" vs **{ablation:.1%}** without MGF and CLA ({d['ratio_vs_ablation']:.2f}×)" if ablation is not None else "")
+        + f"; a uniformly random policy gets {d['random_mean_success']:.1%}. Settings: {st['demos_per_task']} demos "
+        f"and {st['episodes_per_task']} evaluation episodes per task, {st['steps']} steps at batch {st['batch_size']}, "
+        f"{st['image_size']}×{st['image_size']} images, trained on {st['cpu_count']} CPU cores in "
+        + ", ".join(f"{k} {v:.0f} min" for k, v in d["train_minutes"].items()) + "."
+    )
+    return "\n".join(rows)
+
+
+TABLES = {"success": success, "expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
           "eval_success": lambda: _eval_results("success"), "eval_metaworld": lambda: _eval_results("metaworld")}
 
 
@@ -89,8 +114,8 @@ def render(text: str) -> str:
         body = fn()
         if body is None:
             continue
-        pat = re.compile(rf"(<!-- BEGIN:{name} -->\n).*?(\n<!-- END:{name} -->)", re.S)
-        text = pat.sub(lambda m: m.group(1) + body + m.group(2), text)
+        pat = re.compile(rf"(<!-- BEGIN:{name} -->\n).*?(\n<!-- END:{name} -->)", re.DOTALL)
+        text = pat.sub(lambda m, body=body: m.group(1) + body + m.group(2), text)
     return text
 
 

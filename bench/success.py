@@ -1,0 +1,130 @@
+"""Success of MDT-small on the single-step tabletop families, with and without MGF + CLA.
+
+    python bench/success.py                       # the issue's protocol: 50 demos/task, 50 episodes/task
+    python bench/success.py --demos 20 --episodes 20 --steps 1500 --families reach,open-drawer
+
+1. Collects `--demos` expert demonstrations per family (seeds 0..demos-1).
+2. Trains MDT-small twice with the one training loop: full (MGF + CLA) and the
+   ablation without them, same data, same steps, same seed.
+3. Evaluates both on `--episodes` unseen seeds per task (from seed 10000) in
+   parallel envs, and a uniformly random policy as the floor.
+4. Prints a per-task table side by side (full, ablation, random, and the
+   full/ablation ratio) and, as its LAST line, one JSON object with
+   `mean_success`, `ablation_mean_success`, `random_mean_success`, the
+   training time and the settings. eval_info.json files go to
+   bench/results/success/ (full) and bench/results/success_ablation/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SINGLE_STEP = ("pick", "place", "push", "stack", "open-drawer", "close-drawer", "put-in-drawer", "reach",
+               "move-next-to")
+EVAL_SEED0 = 10_000
+
+
+def random_policy_success(task: str, episodes: int) -> float:
+    """Floor: uniformly random actions on the same evaluation seeds (state-only env)."""
+    from embodied import registry
+
+    env = registry.make(task, cameras=())
+    rng = np.random.default_rng(0)
+    ok = 0
+    for i in range(episodes):
+        env.reset(seed=EVAL_SEED0 + i)
+        while True:
+            a = rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32)
+            _, _, term, trunc, info = env.step(a)
+            if term or trunc:
+                break
+        ok += bool(info["success"])
+    env.close()
+    return ok / episodes
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--demos", type=int, default=50, help="expert demonstrations per family")
+    ap.add_argument("--episodes", type=int, default=50, help="evaluation episodes per family")
+    ap.add_argument("--steps", type=int, default=20_000, help="training steps per model")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--image-size", type=int, default=64, help="image size the policy sees (pixels)")
+    ap.add_argument("--families", default=",".join(SINGLE_STEP))
+    ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench_success")
+    ap.add_argument("--num-envs", type=int, default=2)
+    ap.add_argument("--no-ablation", action="store_true")
+    args = ap.parse_args(argv)
+
+    from embodied.collect import CollectConfig, collect
+    from embodied.evaluate import EvalConfig, evaluate
+    from embodied.train import TrainConfig, train, train_config_type
+
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    unknown = sorted(set(families) - set(SINGLE_STEP))
+    if unknown:
+        ap.error(f"not single-step families: {unknown}; choose from {SINGLE_STEP}")
+    tasks = tuple(f"tabletop/{f}-v0" for f in families)
+    data = args.work / "data"
+    if not (data / "meta" / "info.json").exists():
+        shutil.rmtree(data, ignore_errors=True)
+        collect(CollectConfig(tasks=tasks, episodes_per_task=args.demos, out=data))
+
+    base = train_config_type("mdt").__dataclass_fields__["policy"].type()
+    base = dataclasses.replace(base, image_size=(args.image_size, args.image_size))
+    variants = {"full": base}
+    if not args.no_ablation:
+        variants["ablation"] = dataclasses.replace(base, use_mgf=False, use_cla=False)
+    infos, minutes = {}, {}
+    for name, policy_cfg in variants.items():
+        run_dir = args.work / "runs" / name
+        t = time.monotonic()
+        if not (run_dir / "checkpoints" / "last").exists() or json.loads(
+                (run_dir / "checkpoints" / "last").read_text())["step"] < args.steps:
+            train(TrainConfig(dataset=(str(data),), policy="mdt", steps=args.steps, batch_size=args.batch_size,
+                              output_dir=str(args.work / "runs"), name=name, save_every=max(1, args.steps // 4),
+                              log_every=max(1, args.steps // 100), resume=(run_dir / "checkpoints" / "last").exists()),
+                  policy_cfg)
+        minutes[name] = (time.monotonic() - t) / 60
+        out = RESULTS / ("success" if name == "full" else "success_ablation")
+        infos[name] = evaluate(EvalConfig(checkpoint=str(run_dir), tasks=tasks, episodes=args.episodes,
+                                          num_envs=args.num_envs, seed0=EVAL_SEED0, out=str(out), videos=1))
+    floor = {t: random_policy_success(t, args.episodes) for t in tasks}
+
+    print(f"\n{'task':28s}{'MDT':>8s}{'no MGF/CLA':>12s}{'random':>8s}{'ratio':>8s}")
+    for t in tasks:
+        full = infos["full"]["tasks"][t]["success_rate"]
+        abl = infos["ablation"]["tasks"][t]["success_rate"] if "ablation" in infos else float("nan")
+        ratio = full / abl if abl else float("inf")
+        print(f"{t:28s}{full:8.0%}{abl:12.0%}{floor[t]:8.0%}{ratio:8.2f}")
+    result = {
+        "mean_success": infos["full"]["mean_success"],
+        "ablation_mean_success": infos["ablation"]["mean_success"] if "ablation" in infos else None,
+        "random_mean_success": float(np.mean(list(floor.values()))),
+        "ratio_vs_ablation": (infos["full"]["mean_success"] / infos["ablation"]["mean_success"]
+                              if "ablation" in infos and infos["ablation"]["mean_success"] else None),
+        "train_minutes": minutes,
+        "settings": {"demos_per_task": args.demos, "episodes_per_task": args.episodes, "steps": args.steps,
+                     "batch_size": args.batch_size, "image_size": args.image_size, "tasks": list(tasks),
+                     "device": "cpu", "cpu_count": os.cpu_count()},
+    }
+    (RESULTS / "success.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
