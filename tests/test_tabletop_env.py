@@ -130,7 +130,7 @@ def test_joint_pos_mode_reaches_the_target():
     env.close()
 
 
-@pytest.mark.parametrize("robot,n_joints", [("ur5e", 6), ("iiwa", 7)])
+@pytest.mark.parametrize("robot,n_joints", [("ur5e", 6), ("iiwa", 7), ("xarm7", 7)])
 def test_other_arms_build_and_move(robot, n_joints):
     env = TabletopEnv(task="reach", robot=robot, cameras=())
     obs, _ = env.reset(seed=0)

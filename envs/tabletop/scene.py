@@ -71,6 +71,7 @@ ROBOTS: dict[str, RobotModel] = {
     ),
     "ur5e": RobotModel("ur5e", "robots/ur5e/robot.xml", (-0.47, -1.735, 2.48, -2.275, -1.59, -1.991)),
     "iiwa": RobotModel("iiwa", "robots/iiwa/robot.xml", (0.0, 0.65, 0.0, -1.89, 0.0, 0.6, 0.0)),
+    "xarm7": RobotModel("xarm7", "robots/xarm7/robot.xml", (0.0, 0.0, 0.0, 0.6, 0.0, 0.6, 0.0)),
 }
 
 
