@@ -17,7 +17,8 @@ def test_suite_prefix_expands_to_every_family():
 def test_parallel_collection_matches_serial(tmp_path):
     from embodied.data import open_dataset
 
-    base = dict(tasks=("tabletop/pick-v0", "tabletop/push-v0"), episodes_per_task=2, cameras=("front",), image_size=64)
+    base = {"tasks": ("tabletop/pick-v0", "tabletop/push-v0"), "episodes_per_task": 2, "cameras": ("front",),
+            "image_size": 64}
     serial = collect(CollectConfig(out=tmp_path / "serial", workers=1, **base), progress=False)
     parallel = collect(CollectConfig(out=tmp_path / "parallel", workers=2, **base), progress=False)
     assert {t: s.succeeded for t, s in serial.items()} == {t: s.succeeded for t, s in parallel.items()}

@@ -8,7 +8,7 @@ from embodied.channels import ScheduledChannel
 from embodied.episode import EpisodeBuffer
 from embodied.expert import ExpertPolicy
 from embodied.runner import Runner, RunnerConfig
-from embodied.sim import GymEmbodiment, make_embodiment
+from embodied.sim import GymEmbodiment
 
 
 class SpyEmbodiment(GymEmbodiment):
