@@ -126,7 +126,8 @@ def test_the_saved_spec_lists_only_the_cameras_the_policy_reads(dataset, tmp_pat
     front_only = BCPolicy.from_dataset_meta(dataclasses.replace(CONFIG, cameras=("front",)), dataset.spec,
                                             dataset.stats)
     path = front_only.save_pretrained(tmp_path / "front")
-    load_policy(path, expect_spec=synthetic_spec(cameras=("front",)))  # no wrist camera needed
+    loaded = load_policy(path, expect_spec=synthetic_spec(cameras=("front",)))  # no wrist camera needed
+    assert loaded.spec.camera_names == ("front",)
 
 
 def test_a_missing_statistic_is_an_error_not_a_pass_through(dataset):
