@@ -18,34 +18,47 @@ from embodied.data.format import STATE, flatten_state, video_key
 from embodied.types import Action, Correction, EmbodimentSpec, Observation
 
 
+def histories_to_batch(
+    histories: Sequence[Sequence[Observation]], spec: EmbodimentSpec, cameras: Sequence[str], obs_horizon: int,
+    instructions: Sequence[str],
+) -> dict[str, Any]:
+    """B observation histories (oldest first) -> the training-window batch a policy's `predict` reads.
+
+    Keys: "observation.state" (B, To, S) float32, "observation.images.<cam>"
+    (B, To, H, W, 3) uint8 for each camera, "task" (the B instructions). The
+    last To = obs_horizon frames of each history are used; a shorter history is
+    padded by repeating its first frame, as the data layer pads the start of
+    an episode. Torch tensors when torch is installed, else numpy arrays.
+    """
+    padded = []
+    for h in histories:
+        frames = list(h)[-obs_horizon:]
+        if not frames:
+            raise ValueError("every history needs at least one observation")
+        padded.append([frames[0]] * (obs_horizon - len(frames)) + frames)
+    batch: dict[str, Any] = {STATE: np.stack([[flatten_state(o.state, spec) for o in f] for f in padded])}
+    for cam in cameras:
+        batch[video_key(cam)] = np.stack([[o.images[cam] for o in f] for f in padded])
+    batch = _to_torch(batch)
+    batch["task"] = [str(t) for t in instructions]
+    return batch
+
+
 def observations_to_batch(
     observations: Sequence[Observation], spec: EmbodimentSpec, requirements: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """B observations (one per robot) -> the training-window batch a policy's `predict` reads.
-
-    Keys: "observation.state" (B, To, S) float32, "observation.images.<cam>"
-    (B, To, H, W, 3) uint8 for each camera in requirements["cameras"], "task"
-    (list of B instructions). To = requirements["obs_horizon"]: the one
-    frame is repeated To times, as the data layer pads the start of an
-    episode. Torch tensors when torch is installed, else numpy arrays.
-    """
+    """B observations (one per robot, one frame each) -> a batch (see `histories_to_batch`), with
+    each robot's instruction taken from its observation."""
     if not observations:
         raise ValueError("observations_to_batch needs at least one observation")
-    to = int(requirements.get("obs_horizon", 1))
-    cameras = tuple(requirements.get("cameras") or spec.camera_names)
     for i, obs in enumerate(observations):
         obs.check(spec)
         if not obs.instruction:
             raise ValueError(f"observation {i} has no instruction; a batched policy reads each robot's "
                              "instruction from its observation (the env puts it in info['instruction'])")
-    state = np.stack([flatten_state(o.state, spec) for o in observations])  # (B, S)
-    batch: dict[str, Any] = {STATE: np.repeat(state[:, None], to, axis=1)}
-    for cam in cameras:
-        frames = np.stack([o.images[cam] for o in observations])  # (B, H, W, 3)
-        batch[video_key(cam)] = np.repeat(frames[:, None], to, axis=1)
-    batch = _to_torch(batch)
-    batch["task"] = [str(o.instruction) for o in observations]
-    return batch
+    cameras = tuple(requirements.get("cameras") or spec.camera_names)
+    return histories_to_batch([[o] for o in observations], spec, cameras, int(requirements.get("obs_horizon", 1)),
+                              [o.instruction for o in observations])
 
 
 def _to_torch(arrays: dict[str, np.ndarray]) -> dict[str, Any]:

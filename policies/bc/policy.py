@@ -12,11 +12,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from embodied import checkpoint
+from embodied.batching import histories_to_batch
 from embodied.data import format as fmt
 from embodied.language import shared_encoder
 from embodied.normalize import Normalizer
@@ -125,14 +125,8 @@ class BCPolicy(nn.Module):
         """Observation -> a chunk (n_action_steps, D) for the runner to execute."""
         obs.check(self.spec)
         self._history.append(obs)
-        frames = list(self._history)
-        frames = [frames[0]] * (self.config.obs_horizon - len(frames)) + frames  # pad like the training windows
-        batch = {
-            fmt.STATE: torch.from_numpy(np.stack([fmt.flatten_state(o.state, self.spec) for o in frames]))[None],
-            **{fmt.video_key(c): torch.from_numpy(np.stack([o.images[c] for o in frames]))[None]
-               for c in self.cameras},
-            "task": [self._current_instruction(obs)],
-        }
+        batch = histories_to_batch([self._history], self.spec, self.cameras, self.config.obs_horizon,
+                                   [self._current_instruction(obs)])
         chunk = self.predict(batch)[0, : self.config.n_action_steps or self.config.action_horizon]
         self._correction_ticks = max(0, self._correction_ticks - len(chunk))
         return Action(chunk.cpu().numpy(), self.spec.action)

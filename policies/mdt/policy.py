@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 from embodied import checkpoint
-from embodied.data.format import ACTION, STATE, flatten_state, state_dim, video_key
+from embodied.batching import histories_to_batch
+from embodied.data.format import ACTION, STATE, state_dim, video_key
 from embodied.language import shared_encoder
 from embodied.normalize import MissingStatisticError, Normalizer
 from embodied.types import Action, Correction, EmbodimentSpec, Observation
@@ -300,12 +301,6 @@ class MDTPolicy(nn.Module):
         return action
 
     def _batch_of_one(self) -> dict[str, Any]:
-        frames = list(self._history)
-        frames = [frames[0]] * (self.config.obs_horizon - len(frames)) + frames  # pad like the data layer
-        batch: dict[str, Any] = {
-            video_key(cam): torch.from_numpy(np.stack([f.images[cam] for f in frames])[None]) for cam in self.cameras
-        }
-        batch[STATE] = torch.from_numpy(np.stack([flatten_state(f.state, self._spec) for f in frames])[None])
-        batch["task"] = [self.instruction]
-        return batch
+        return histories_to_batch([self._history], self._spec, self.cameras, self.config.obs_horizon,
+                                  [self.instruction])
 
