@@ -105,7 +105,23 @@ def success() -> str | None:
     return "\n".join(rows)
 
 
-TABLES = {"success": success, "expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
+def demo() -> str | None:
+    """The main job's own report.json (a full `make demo` run): timings and unseen-seed success."""
+    d = _load("demo")
+    if d is None:
+        return None
+    ev = d["evaluation"]
+    rows = ["| task | episodes | successes | success rate | 95% CI |", "|---|---:|---:|---:|---:|"]
+    rows += [f"| {r['task']} | {r['episodes']} | {r['successes']} | {r['success_rate']:.0%} | {r['ci']} |"
+             for r in ev["tasks"]]
+    t = d["timings"]
+    rows.append(f"\nWhole job {sum(t.values()) / 60:.1f} min on this 2-core CPU ("
+                + ", ".join(f"{k.removesuffix('_s')} {v:.0f} s" for k, v in t.items())
+                + f"); mean success **{ev['mean_success']:.0%}** on seeds the demonstrations did not use.")
+    return "\n".join(rows)
+
+
+TABLES = {"demo": demo, "success": success, "expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
           "eval_success": lambda: _eval_results("success"), "eval_metaworld": lambda: _eval_results("metaworld")}
 
 

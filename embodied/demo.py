@@ -28,8 +28,7 @@ from typing import Any
 from embodied.collect import CollectConfig
 
 # Three single-step families, so that MDT-small trained for ~12 minutes on a 2-core CPU learns
-# something measurable (measured here: 60% mean over 30 unseen-seed episodes; 90% open-drawer,
-# 80% close-drawer, 10% reach, where random actions get 0%, 10% and 15%).
+# something measurable (the last full run's figures: bench/results/demo.json, shown in the README).
 DEMO_TASKS = ("tabletop/reach-v0", "tabletop/open-drawer-v0", "tabletop/close-drawer-v0")
 
 
