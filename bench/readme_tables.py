@@ -121,7 +121,37 @@ def demo() -> str | None:
     return "\n".join(rows)
 
 
-TABLES = {"demo": demo, "success": success, "expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
+def metaworld() -> str | None:
+    """bench/metaworld_mdt.py: our multi-task MDT (MT10 and/or MT50) beside the published Meta-World MT50 figures."""
+    runs = [d for d in (_load("metaworld_mt50"), _load("metaworld")) if d is not None]
+    if not runs:
+        return None
+    splits = ("easy", "medium", "hard", "very_hard")
+    pub = runs[0]["published"]
+
+    def pct(v: float | None) -> str:
+        return "–" if v is None else f"{v:.1f}%"
+
+    rows = ["| method | tasks | average | easy | medium | hard | very hard |", "|---|---|---:|---:|---:|---:|---:|"]
+    for d in runs:
+        cells = " | ".join(pct(None if d["splits"][s] is None else 100 * d["splits"][s]) for s in splits)
+        rows.append(f"| **MDT-small (ours)** | {d['suite']} | **{pct(100 * d['mean_success'])}** | {cells} |")
+    for name, r in pub["percent"].items():
+        cells = " | ".join(pct(r.get(s)) for s in splits)
+        rows.append(f"| {name} | {pub['suite']} | {pct(r['mean'])} | {cells} |")
+    notes = []
+    for d in runs:
+        st = d["settings"]
+        notes.append(f"{d['suite']}: {d['ratio_vs_smolvla']:.2f}× SmolVLA's average; {st['demos']} scripted demos and "
+                     f"{st['episodes']} evaluation episodes per task (seeds from 10000, {st['episode_limit']}-step "
+                     f"limit), {st['steps']} steps at batch {st['batch_size']}, {st['image_size']}×{st['image_size']} "
+                     f"images, trained in {d['train_minutes']:.0f} min on {st['device']} ({st['cpu_count']} CPU cores)")
+    rows.append("\nPublished rows: " + pub["source"] + ". Ours: " + "; ".join(notes)
+                + ". MT10 and MT50 averages are not directly comparable; `python bench/metaworld_mdt.py --suite mt50`.")
+    return "\n".join(rows)
+
+
+TABLES = {"metaworld": metaworld, "demo": demo, "success": success, "expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
           "eval_success": lambda: _eval_results("success"), "eval_metaworld": lambda: _eval_results("metaworld")}
 
 
