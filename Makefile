@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[sim,torch,test]'
 	touch $@
 
-.PHONY: install demo test test-all bench readme-tables clean
+.PHONY: install demo test bench bench-learning readme-tables clean
 install: $(VENV)/.installed
 
 ## The main job on its built-in default: expert demos on the tabletop suite + report.
@@ -29,11 +29,19 @@ demo: install
 test: install
 	$(PY) -m pytest -n 2 --timeout 900 -q $(PYTEST_ARGS)
 
-## Full measurements: expert success over 50 seeds per family, throughput; then README tables.
+## Measurements that take minutes: experts (50 seeds/family), throughput, speed; then README tables.
 bench: install
 	$(PY) bench/expert_success.py --seeds 50 | tee /dev/stderr | tail -n 1 > bench/results/expert_success.json
 	$(PY) bench/sim_throughput.py | tee /dev/stderr | tail -n 1 > bench/results/sim_throughput.json
 	$(PY) bench/metaworld_experts.py | tee /dev/stderr | tail -n 1 > bench/results/metaworld_experts.json
+	$(PY) bench/policy_speed.py | tee /dev/stderr | tail -n 1 > bench/results/policy_speed.json
+	$(PY) bench/train_throughput.py --policy mdt | tee /dev/stderr | tail -n 1 > bench/results/train_throughput.json
+	$(MAKE) readme-tables
+
+## Measurements that train policies (hours on a 2-core CPU; each writes its own results).
+bench-learning: install
+	$(PY) bench/success.py
+	$(PY) bench/metaworld_mdt.py
 	$(MAKE) readme-tables
 
 readme-tables: install

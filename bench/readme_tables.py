@@ -151,7 +151,28 @@ def metaworld() -> str | None:
     return "\n".join(rows)
 
 
-TABLES = {"metaworld": metaworld, "demo": demo, "success": success, "expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
+def policy_speed() -> str | None:
+    """bench/policy_speed.py: MDT-small inference speed at batch 1 on this CPU."""
+    d = _load("policy_speed")
+    if d is None:
+        return None
+    return (f"MDT-small ({d['params_m']:.2f} M parameters, {d['image_size'][0]}×{d['image_size'][1]} images, "
+            f"{d['sampling_steps']} DDIM steps, chunk {d['chunk']}): **{d['replans_per_s']:.1f} replans/s** "
+            f"(goal ≥ 30, {d['replans_per_s'] / 30:.2f}× the goal) and **{d['actions_per_s']:.0f} actions/s** with the chunk "
+            f"executed open loop, {d['threads']} torch thread(s), observations from {d['observations']}.")
+
+
+def train_throughput() -> str | None:
+    """bench/train_throughput.py: training samples/s and the share of step time spent waiting for data."""
+    d = _load("train_throughput")
+    if d is None:
+        return None
+    return (f"{d['policy']}: **{d['samples_per_s']:.0f} samples/s** at batch {d['batch_size']} with "
+            f"{d['num_workers']} loader workers on {d['device']} ({d['cpu_count']} cores); "
+            f"**{100 * d['data_share']:.1f}%** of step time waiting for data (goal ≤ 10%).")
+
+
+TABLES = {"policy_speed": policy_speed, "train_throughput": train_throughput, "metaworld": metaworld, "demo": demo, "success": success, "expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
           "eval_success": lambda: _eval_results("success"), "eval_metaworld": lambda: _eval_results("metaworld")}
 
 
