@@ -25,7 +25,7 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/embodied demo $(DEMO_ARGS)
 
-## The test suite (about 10 minutes on 2 cores).
+## The test suite (about 5 minutes on 2 cores).
 test: install
 	$(PY) -m pytest -n 2 --timeout 900 -q $(PYTEST_ARGS)
 
