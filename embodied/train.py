@@ -108,8 +108,9 @@ class TrainConfig:
     """Stop after this step as if interrupted (a checkpoint is written); rerun with resume to go on."""
     progress: bool = True
     """Show a progress bar (loss, samples/s, ETA)."""
-    ddp_find_unused_parameters: bool = False
-    """For policies whose loss leaves some weights unused on some batches, when training in several processes."""
+    ddp_find_unused_parameters: bool = True
+    """Let DDP skip weights a batch's loss did not use (MDT's CLA and MGF terms skip batches without a language
+    label); turn off for a little speed with policies that always use every weight."""
 
     def check(self) -> None:
         """Raise ValueError naming the first field that cannot work."""
@@ -234,7 +235,9 @@ def _accelerator(cfg: TrainConfig) -> Any:
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision, kwargs_handlers=[ddp])
+    # Without a GPU, say so: under torchrun Accelerate only sets up multi-process CPU (gloo) training when
+    # told it runs on the CPU, and would otherwise start every rank as a lone process on one run folder.
+    return Accelerator(cpu=not gpu, mixed_precision=cfg.mixed_precision, kwargs_handlers=[ddp])
 
 
 def _run_dir(cfg: TrainConfig, acc: Any) -> Path:

@@ -80,7 +80,9 @@ def test_sigkill_while_recording_keeps_finished_episodes(tmp_path):
 
 def test_sigkill_at_random_moments_never_breaks_the_dataset(tmp_path):
     root, rng, committed = tmp_path / "ds", random.Random(0), -1
-    for _ in range(3):
+    for _ in range(8):  # until a few episodes made it (a busy machine may get a kill in before the first)
+        if committed >= 2:
+            break
         child = start(RECORDS_FOREVER, root)
         assert child.stdout.readline().strip() == "start"
         time.sleep(rng.uniform(0.1, 0.8))  # lands anywhere: encoding, writing, publishing, committing
@@ -95,5 +97,8 @@ def test_sigkill_at_random_moments_never_breaks_the_dataset(tmp_path):
         assert ds.verify() == []
         for i in range(ds.num_episodes):
             assert_episode_intact(ds, i, 4)
-        assert ds.stats["action"]["count"].tolist() == [ds.num_frames]
+        if ds.num_episodes:
+            assert ds.stats["action"]["count"].tolist() == [ds.num_frames]
+        else:
+            assert ds.num_frames == 0  # killed before its first episode: an empty, valid dataset
     assert committed >= 2, "the children should have managed to record a few episodes"
