@@ -96,7 +96,9 @@ def _parkable(env: Any) -> Any:
         def step(self, action: Any) -> Any:
             if _parked(action):
                 if self._last is None:
-                    raise RuntimeError("a parked slot was never reset")
+                    # A slot that has had no episode yet (fewer jobs than envs): give it a state to repeat.
+                    # Its result is ignored, and its first job resets it with that job's seed.
+                    self.reset()
                 return self._last
             self._last = self.env.step(action)
             return self._last
