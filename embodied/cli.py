@@ -20,8 +20,10 @@ from embodied.demo import DemoConfig
 
 
 def _save_config(cfg: object, path: Path) -> dict:
+    from embodied.checkpoint import config_to_dict
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    d = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    d = config_to_dict(cfg)
     path.write_text(json.dumps(d, indent=2))
     return d
 

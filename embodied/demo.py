@@ -66,6 +66,7 @@ def _policy_config(name: str, image_size: tuple[int, int]) -> Any:
 
 def run_demo(cfg: DemoConfig) -> Path:
     """Run the four stages; returns the path of report.md."""
+    from embodied.checkpoint import config_to_dict
     from embodied.collect import collect
     from embodied.evaluate import EvalConfig, evaluate
     from embodied.report import write_demo_report
@@ -77,7 +78,7 @@ def run_demo(cfg: DemoConfig) -> Path:
         raise SystemExit(f"{data} already holds a dataset; pass --out to a new folder or delete {out} first")
     ccfg = dataclasses.replace(cfg.collect, out=data)
     out.mkdir(parents=True, exist_ok=True)
-    saved = json.loads(json.dumps(dataclasses.asdict(dataclasses.replace(cfg, collect=ccfg)), default=str))
+    saved = config_to_dict(dataclasses.replace(cfg, collect=ccfg))
     (out / "config.json").write_text(json.dumps(saved, indent=2))
     timings: dict[str, float] = {}
 
