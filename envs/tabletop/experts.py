@@ -235,24 +235,25 @@ class TabletopExpert:
         c = w.data.xpos[w.scene.drawer_body_id]
         return np.array([w.drawer_front_x() - HANDLE_GAP / 2, c[1], HANDLE_Z])
 
-    def _plan_open_drawer(self, target: float = 0.145):
-        w = self.world
+    def _hook_handle(self):
+        """Closed fingers down behind the handle bar, from above; returns the hook point."""
         self._grip = CLOSED
         self._yaw = 0.0
         hook = self._hook_point()
         yield from self._move(hook + [0, 0, 0.12], "approach", tol=0.015)
         yield from self._move(hook, "lower", tol=0.008, speed=0.02)
+        return hook
+
+    def _plan_open_drawer(self, target: float = 0.145):
+        w = self.world
+        hook = yield from self._hook_handle()
         pull = hook - [target - w.drawer_opening() + 0.005, 0, 0]
         yield from self._move(pull, "pull", tol=0.008, speed=0.02)
         yield from self._move(w.ee_pos() + [0, 0, 0.1], "retreat", tol=0.02)
 
     def _plan_close_drawer(self):
         w = self.world
-        self._grip = CLOSED
-        self._yaw = 0.0
-        hook = self._hook_point()
-        yield from self._move(hook + [0, 0, 0.12], "approach", tol=0.015)
-        yield from self._move(hook, "lower", tol=0.008, speed=0.02)
+        hook = yield from self._hook_handle()
         push = hook + [w.drawer_opening() + 0.01, 0, 0]
         yield from self._move(push, "push", tol=0.008, speed=0.02)
         yield from self._move(w.ee_pos() + [-0.03, 0, 0.1], "retreat", tol=0.02)
