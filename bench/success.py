@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench_success")
     ap.add_argument("--num-envs", type=int, default=2)
     ap.add_argument("--no-ablation", action="store_true")
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="folder for success.json and the eval_info.json folders (default: bench/results)")
     args = ap.parse_args(argv)
 
     from embodied.collect import CollectConfig, collect
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
                               log_every=max(1, args.steps // 100), resume=(run_dir / "checkpoints" / "last").exists()),
                   policy_cfg)
         minutes[name] = (time.monotonic() - t) / 60
-        out = RESULTS / ("success" if name == "full" else "success_ablation")
+        out = args.results / ("success" if name == "full" else "success_ablation")
         infos[name] = evaluate(EvalConfig(checkpoint=str(run_dir), tasks=tasks, episodes=args.episodes,
                                           num_envs=args.num_envs, seed0=EVAL_SEED0, out=str(out), videos=1))
     floor = {t: random_policy_success(t, args.episodes) for t in tasks}
@@ -121,7 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
                      "batch_size": args.batch_size, "image_size": args.image_size, "tasks": list(tasks),
                      "device": "cpu", "cpu_count": os.cpu_count()},
     }
-    (RESULTS / "success.json").write_text(json.dumps(result, indent=2))
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "success.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
     return result
 
