@@ -94,8 +94,10 @@ def main() -> None:
     torch.manual_seed(0)
     spec, observations, source = tabletop_observations(32)
     config = MDTConfig()
-    replanning = MDTPolicy.from_dataset_meta(dataclasses.replace(config, execute_steps=1), spec, neutral_stats(spec))
-    chunked = MDTPolicy.from_dataset_meta(config, spec, neutral_stats(spec), replanning.language_encoder)
+    # eval(), as a loaded checkpoint is: a deployed policy does not switch train/eval modes on every replan
+    replanning = MDTPolicy.from_dataset_meta(dataclasses.replace(config, execute_steps=1), spec,
+                                             neutral_stats(spec)).eval()
+    chunked = MDTPolicy.from_dataset_meta(config, spec, neutral_stats(spec), replanning.language_encoder).eval()
     replans = rate(replanning, observations, args.seconds)
     actions = rate(chunked, observations, args.seconds)
     params = sum(p.numel() for p in replanning.trainable_parameters()) / 1e6

@@ -120,7 +120,7 @@ class MDTPolicy(nn.Module):
         except RuntimeError as e:
             raise checkpoint.CheckpointError(ckpt.path / checkpoint.WEIGHTS_FILE,
                                              f"weights do not fit the saved config ({e})") from e
-        return policy
+        return policy.eval()
 
     @property
     def spec(self) -> EmbodimentSpec:
@@ -240,7 +240,8 @@ class MDTPolicy(nn.Module):
         `generator` fixes the initial noise (same generator state -> same actions).
         """
         was_training = self.training
-        self.eval()
+        if was_training:  # train()/eval() walk every submodule: ~13% of a batch-1 replan, so only when needed
+            self.eval()
         try:
             with torch.inference_mode():
                 obs = self._observation_tokens(batch, augment=False)
@@ -259,7 +260,8 @@ class MDTPolicy(nn.Module):
                 actions = self.normalizer.unnormalize(ACTION, x)
                 return torch.max(torch.min(actions, self._high.to(actions)), self._low.to(actions))
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
 
     def reset(self, instruction: str | None = None) -> None:
         """Start an episode: clear the action queue and history; `instruction` is the task (or None to take
