@@ -67,3 +67,39 @@ def rotation_between_axis_angles(current: np.ndarray, target: np.ndarray, max_an
     out.append(Intervention("rotation_limit", f"rotation step {angle:.3f} rad capped at {max_angle} rad"))
     step = axis_angle_to_quat(delta * (max_angle / angle))
     return quat_to_axis_angle(quat_mul(step, qc))
+
+
+def rotate_quat(quat: np.ndarray, axis_angle: np.ndarray) -> np.ndarray:
+    """Apply a base-frame axis-angle rotation (rad) to `quat` (wxyz): returns dq * quat, normalised."""
+    out = quat_mul(axis_angle_to_quat(axis_angle).astype(np.float64), np.asarray(quat, np.float64))
+    return out / np.linalg.norm(out)
+
+
+def quat_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """(3,) axis-angle (rad, base frame) that rotates `current` onto `target`, the short way."""
+    return quat_to_axis_angle(quat_mul(np.asarray(target, np.float64), quat_conj(np.asarray(current, np.float64))))
+
+
+def integrate_ee_target(target_pos: np.ndarray, target_quat: np.ndarray, dpos: np.ndarray, drot: np.ndarray,
+                        ee_pos: np.ndarray, ee_quat: np.ndarray, leash: float, leash_rot: float
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """The next end-effector target of an `ee_delta` action, for sim and real arms alike.
+
+    The target (m; wxyz) moves by Δpos (m) and Δrot (axis-angle rad, base
+    frame) from where it was, not from the measured pose, so small commands
+    accumulate; but it stays within `leash` metres / `leash_rot` rad of the
+    measured pose (ee_pos, ee_quat), so an arm blocked by an obstacle does
+    not wind up a target far inside it. Returns (pos (3,), quat (4,)) float64.
+    """
+    ee_pos = np.asarray(ee_pos, np.float64)
+    pos = np.asarray(target_pos, np.float64) + np.asarray(dpos, np.float64)
+    off = pos - ee_pos
+    dist = float(np.linalg.norm(off))
+    if dist > leash:
+        pos = ee_pos + off * (leash / dist)
+    quat = rotate_quat(target_quat, drot)
+    rot_off = quat_error(quat, ee_quat).astype(np.float64)
+    ang = float(np.linalg.norm(rot_off))
+    if ang > leash_rot:
+        quat = rotate_quat(ee_quat, rot_off * (leash_rot / ang))
+    return pos, quat

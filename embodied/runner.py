@@ -61,6 +61,51 @@ class Recorder(Protocol):
 
 
 @dataclasses.dataclass
+class TickReport:
+    """What a monitor sees after each tick of a one-embodiment run (web page, terminal).
+
+    obs: the observation after the step. action: (D,) the executed (filtered)
+    action. language_motion: the newest labelled motion ("" until the labeller
+    has one). corrections: those that arrived this tick. safety: the filter's
+    interventions as dicts. step: ticks so far; time: seconds since the episode began.
+    """
+
+    obs: Observation
+    action: np.ndarray
+    instruction: str
+    language_motion: str
+    subtask: str
+    corrections: list[Correction]
+    safety: list[dict[str, str]]
+    step: int
+    time: float
+    success: bool
+
+
+class Monitor(Protocol):
+    """Watches and steers a live run (embodied.live.LiveSession is one).
+
+    The runner calls on_start/on_tick/on_end; before each tick it waits while
+    `paused` (holding the arm, if the embodiment has `hold()`), and ends the
+    episode (unsuccessful) when `stop_requested` is set.
+    """
+
+    @property
+    def paused(self) -> bool: ...
+
+    @property
+    def stop_requested(self) -> bool: ...
+
+    def wait_while_paused(self, timeout: float) -> None: ...
+
+    def on_start(self, task: str, obs: Observation) -> None: ...
+
+    def on_tick(self, report: TickReport) -> None: ...
+
+    def on_end(self, result: EpisodeResult) -> None: ...
+
+
+@dataclasses.dataclass
 class RunnerConfig:
     """max_steps: cap on ticks (None: run until the embodiment says done).
     realtime: sleep to keep the control rate. motion_window: ticks averaged
@@ -157,6 +202,7 @@ class _Episode:
     interventions: int = 0
     success: bool = False
     done: bool = False
+    last_motion: str = ""  # the newest language motion the labeller produced
 
 
 class Runner:
@@ -178,6 +224,7 @@ class Runner:
         recorder: Recorder | Sequence[Recorder] | None = None,
         channels: Iterable[CorrectionChannel] = (),
         config: RunnerConfig | None = None,
+        monitor: Monitor | None = None,
     ):
         policy.spec.check_compatible(embodiment.spec, what="policy")
         self.embodiment, self.policy = embodiment, policy
@@ -197,6 +244,9 @@ class Runner:
         self.channels = list(channels)
         if self.channels and n > 1:
             raise ValueError(f"correction channels speak to one robot; run with one env, not {n}")
+        if monitor is not None and n > 1:
+            raise ValueError(f"a live monitor watches one robot; run with one env, not {n}")
+        self.monitor = monitor
         self.config = config or RunnerConfig()
         spec = embodiment.spec.action
         self._label = self.config.label_motions and spec.mode == "ee_delta"
@@ -257,6 +307,8 @@ class Runner:
                             next_job += 1
                 if not running:
                     break
+                if self.monitor is not None and self._obey_monitor(running):
+                    continue
                 self._tick(running)
                 ticks += 1
                 if self.config.realtime:
@@ -281,7 +333,23 @@ class Runner:
         ep = _Episode(job, spec.seed, task, obs, info, recorder, self._new_labeller(), time.monotonic())
         if recorder:
             recorder.start_episode(task)
+        if self.monitor is not None:
+            self.monitor.on_start(task, obs)
         return ep
+
+    def _obey_monitor(self, running: dict[int, _Episode]) -> bool:
+        """Stop or pause as the monitor asks; True when this round must not tick (stopped, or still paused)."""
+        if self.monitor.stop_requested:
+            for ep in running.values():
+                ep.done, ep.success = True, False
+            return True
+        if self.monitor.paused:
+            hold = getattr(self.embodiment, "hold", None)
+            if callable(hold):
+                hold()
+            self.monitor.wait_while_paused(0.1)
+            return True
+        return False
 
     def _tick(self, running: dict[int, _Episode]) -> None:
         """One control tick of every running slot: corrections, policy, safety, one parallel step, bookkeeping."""
@@ -308,6 +376,11 @@ class Runner:
             self._emit(ep, ep.labeller.push(safe.value, _gripper(ep.obs)) if ep.labeller else None)
             ep.obs, ep.info, ep.success, ep.done = result.obs, result.info, result.success, result.done
             ep.steps += 1
+            if self.monitor is not None:
+                self.monitor.on_tick(TickReport(
+                    result.obs, safe.value, ep.task, ep.last_motion, str(result.info.get("subtask") or ep.task),
+                    list(corrections), result.info["safety"], ep.steps, time.monotonic() - ep.started,
+                    bool(result.success)))
 
     def _refill_queues(self, running: dict[int, _Episode]) -> None:
         """Ask the policy for every slot whose queue is empty: one act_batch call, or act with one slot."""
@@ -328,8 +401,11 @@ class Runner:
     def _finish(self, slot: int, ep: _Episode) -> EpisodeResult:
         self._emit(ep, ep.labeller.flush() if ep.labeller else None, final=True)
         recorded = ep.recorder.end_episode(ep.success) if ep.recorder else None
-        return EpisodeResult(ep.task, ep.success, ep.steps, ep.interventions, ep.corrections,
-                             time.monotonic() - ep.started, recorded, ep.seed, slot)
+        result = EpisodeResult(ep.task, ep.success, ep.steps, ep.interventions, ep.corrections,
+                               time.monotonic() - ep.started, recorded, ep.seed, slot)
+        if self.monitor is not None:
+            self.monitor.on_end(result)
+        return result
 
     def _check_action(self, action: Any) -> Action:
         if not isinstance(action, Action):
@@ -347,6 +423,8 @@ class Runner:
         count = len(ep.pending) if labels is None else len(labels)
         for i in range(count):
             obs, action, subtask, corrections = ep.pending.popleft()
+            if labels:
+                ep.last_motion = labels[i]
             if ep.recorder:
                 ep.recorder.add_frame(
                     obs,
