@@ -38,12 +38,12 @@ A malformed file is a `RobotConfigError` that names the file and the field.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 
 from embodied.types import ActionSpec, CameraSpec, EmbodimentSpec
 

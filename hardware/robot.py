@@ -197,6 +197,8 @@ class Robot:
         self.arm.recover()
         self.arm.hold()
         self._instruction = instruction or self.default_instruction
+        if hasattr(self.arm, "start_episode"):  # a twin lays out a new scene and names its task
+            self._instruction = self.arm.start_episode(seed, instruction)
         state = self.arm.read()
         self._target_pos = np.asarray(state.ee_pos, np.float64).copy()
         self._target_quat = np.asarray(state.ee_quat, np.float64).copy()
@@ -227,10 +229,15 @@ class Robot:
             self._next_tick = max(self._next_tick + 1.0 / self._spec.control_hz, time.monotonic())
         state = self.arm.read()
         info: dict[str, Any] = {"time": time.monotonic() - self._t0}
+        success = done = False
+        if hasattr(self.arm, "episode_status"):  # a twin knows success from privileged state; a real arm does not
+            success, done, extra = self.arm.episode_status()
+            info.update(extra)
         if state.fault is not None:
             self.arm.hold()
             info["fault"] = state.fault
-        return StepResult(self._observe(state), False, state.fault is not None, info)
+            done = True
+        return StepResult(self._observe(state), success, done, info)
 
     def hold(self) -> None:
         """Stop the arm now (watchdog, e-stop, lost link)."""

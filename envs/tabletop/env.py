@@ -224,19 +224,7 @@ class TabletopEnv(gym.Env):
 
     # ------------------------------------------------------------- observation
     def _observation(self) -> dict[str, Any]:
-        s, d = self.scene, self.data
-        site = s.ee_site_id
-        quat = np.empty(4)
-        mujoco.mju_mat2Quat(quat, d.site_xmat[site])
-        if quat[0] < 0:
-            quat = -quat  # one sign per rotation
-        state = {
-            "joint_pos": np.clip(d.qpos[s.arm_qpos_adr], self._jr[:, 0], self._jr[:, 1]).astype(np.float32),
-            "joint_vel": np.clip(d.qvel[s.arm_dof_adr], -MAX_JOINT_SPEED, MAX_JOINT_SPEED).astype(np.float32),
-            "ee_pos": np.clip(d.site_xpos[site], -2.0, 2.0).astype(np.float32),
-            "ee_quat": quat.astype(np.float32),
-            "gripper": np.array([self.world.gripper_opening()], np.float32),
-        }
+        state = self._observation_state()
         if not self.config.cameras:
             return {"state": state}
         images, depth = {}, {}
@@ -245,6 +233,22 @@ class TabletopEnv(gym.Env):
             images[cam] = rgb
             depth[cam] = np.minimum(z, DEPTH_MAX)
         return {"images": images, "depth": depth, "state": state}
+
+    def _observation_state(self) -> dict[str, np.ndarray]:
+        """The proprioceptive part of the observation (float32 vectors), no rendering."""
+        s, d = self.scene, self.data
+        site = s.ee_site_id
+        quat = np.empty(4)
+        mujoco.mju_mat2Quat(quat, d.site_xmat[site])
+        if quat[0] < 0:
+            quat = -quat  # one sign per rotation
+        return {
+            "joint_pos": np.clip(d.qpos[s.arm_qpos_adr], self._jr[:, 0], self._jr[:, 1]).astype(np.float32),
+            "joint_vel": np.clip(d.qvel[s.arm_dof_adr], -MAX_JOINT_SPEED, MAX_JOINT_SPEED).astype(np.float32),
+            "ee_pos": np.clip(d.site_xpos[site], -2.0, 2.0).astype(np.float32),
+            "ee_quat": quat.astype(np.float32),
+            "gripper": np.array([self.world.gripper_opening()], np.float32),
+        }
 
     def _render(self, cam: str, depth: bool):
         if self._renderer is None:
