@@ -112,7 +112,8 @@ class ArmDriver(Protocol):
         ...
 
     def hold(self) -> None:
-        """Stop now: zero velocity, keep the current pose (the watchdog and e-stop call this)."""
+        """Stop now: zero velocity, keep the current pose. The watchdog and e-stop call this from
+        another thread than `command`, so it must be thread-safe."""
         ...
 
     def recover(self) -> None:
@@ -239,8 +240,12 @@ class Robot:
             done = True
         return StepResult(self._observe(state), success, done, info)
 
+    def observe(self) -> Observation:
+        """The current observation, without commanding anything."""
+        return self._observe(self.arm.read())
+
     def hold(self) -> None:
-        """Stop the arm now (watchdog, e-stop, lost link)."""
+        """Stop the arm now (watchdog, e-stop, lost link). May be called from another thread."""
         self.arm.hold()
         if self._target_pos is not None:
             state = self.arm.read()

@@ -21,6 +21,7 @@ a policy's success rate through the server can be compared with a direct run.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -64,6 +65,7 @@ class SimTwinArm:
     def connect(self) -> None:
         if self.env is not None:
             return
+        os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering without a display (a robot PC has none)
         from envs.tabletop.env import TabletopConfig, TabletopEnv
 
         self.env = TabletopEnv(TabletopConfig(**self.options))
