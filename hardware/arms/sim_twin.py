@@ -7,7 +7,10 @@ of `slice_s` (10 ms = 5 physics steps of 2 ms); `command()` turns a target
 into joint servo set-points (one damped-least-squares IK step for an
 end-effector pose, exactly as the simulated env does per tick) and returns
 at once; `hold()` freezes the set-points at the measured joints, which is
-what a watchdog or emergency stop does to a position-controlled arm.
+and engages the twin's brakes (a large joint damping, released by the next
+command): that is what a watchdog or protective stop does to a real arm
+(decelerate, then brake), and without it the twin's servos, tuned for
+tracking, would ring for a couple of tenths of a second after the stop.
 
 So the same `Robot`, server, watchdog and web page run against it as
 against a Franka or a UR, and every fault test (a killed policy process, a
@@ -32,6 +35,7 @@ from embodied.types import CameraInfo, CameraSpec
 from hardware.config import CameraConfig, RobotConfig
 from hardware.robot import ArmState, ArmTarget, CameraFrame
 
+BRAKE_DAMPING = 300.0   # N m s/rad on every arm joint while holding: the twin's brakes
 SLICE_S = 0.01          # physics advanced per slice of the real-time thread (s)
 MAX_CATCH_UP_S = 0.1    # a thread that fell further behind than this drops the lag instead of racing
 
@@ -70,6 +74,7 @@ class SimTwinArm:
 
         self.env = TabletopEnv(TabletopConfig(**self.options))
         self.n_joints = self.env.scene.n_arm
+        self._damping = self.env.model.dof_damping[self.env.scene.arm_dof_adr].copy()
         self._steps_per_slice = max(1, round(SLICE_S / self.env.config.physics_dt))
         self.env.reset(seed=0)
         if self.realtime:
@@ -97,6 +102,7 @@ class SimTwinArm:
                                            np.asarray(target.ee_quat, np.float64))
                 env.controller.target_pos = np.asarray(target.ee_pos, np.float64).copy()
                 env.controller.target_quat = np.asarray(target.ee_quat, np.float64).copy()
+            env.model.dof_damping[s.arm_dof_adr] = self._damping  # brakes off
             env.data.ctrl[s.arm_actuator_ids] = q
             env.data.ctrl[s.gripper_actuator_ids] = env.controller.gripper_ctrl(target.gripper)
             self._gripper = float(target.gripper)
@@ -109,6 +115,7 @@ class SimTwinArm:
         s = env.scene
         with self.lock:
             env.data.ctrl[s.arm_actuator_ids] = env.data.qpos[s.arm_qpos_adr]
+            env.model.dof_damping[s.arm_dof_adr] = BRAKE_DAMPING
 
     def recover(self) -> None:
         """Nothing latches in the twin; kept for the protocol."""
@@ -127,6 +134,7 @@ class SimTwinArm:
         """Lay out a new scene (as env.reset does) and return its instruction."""
         with self.lock:
             options = {"instruction": instruction} if instruction else None
+            self.env.model.dof_damping[self.env.scene.arm_dof_adr] = self._damping
             self.env.reset(seed=seed, options=options)
             self.commands = 0
             return self.env.instruction
