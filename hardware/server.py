@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import logging
 import queue
+import sys
 import threading
 import time
 from typing import Any
@@ -79,7 +80,7 @@ class RobotServer:
         self.estopped = threading.Event()
         self._stop = threading.Event()
         self._jobs: queue.SimpleQueue[tuple[bytes, dict[str, Any]] | None] = queue.SimpleQueue()
-        self._replies: queue.SimpleQueue[tuple[bytes, bytes]] = queue.SimpleQueue()
+        self._reply_endpoint = f"inproc://robot-server-replies-{id(self)}"
         self._last_message = time.monotonic()
         self._armed = False          # under remote control: the watchdog watches
         self._obs: Observation | None = None
@@ -94,6 +95,9 @@ class RobotServer:
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> RobotServer:
         """Bind and serve in background threads; returns once the socket is bound."""
+        # Python hands the GIL between threads every 5 ms by default: that would be the link's p99 while the
+        # twin's physics or the control thread runs Python. A robot server is latency-bound, not throughput-bound.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         io = threading.Thread(target=self._io_loop, name="robot-server-io", daemon=True)
         ctl = threading.Thread(target=self._control_loop, name="robot-server-control", daemon=True)
         self._threads = [io, ctl]
@@ -154,12 +158,21 @@ class RobotServer:
             sock.close()
             return
         self.address = f"tcp://{self.config.host}:{port}"
+        replies = ctx.socket(zmq.PAIR)  # the control thread's answers arrive here and wake the poll at once
+        replies.bind(self._reply_endpoint)
         self._ready.set()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
+        poller.register(replies, zmq.POLLIN)
         try:
             while not self._stop.is_set():
                 events = dict(poller.poll(self.config.poll_s * 1000))
+                if replies in events:
+                    while True:
+                        try:
+                            sock.send_multipart(replies.recv_multipart(zmq.NOBLOCK))
+                        except zmq.Again:
+                            break
                 if sock in events:
                     while True:
                         try:
@@ -167,14 +180,9 @@ class RobotServer:
                         except zmq.Again:
                             break
                         self._on_frames(sock, frames)
-                while True:
-                    try:
-                        ident, payload = self._replies.get_nowait()
-                    except queue.Empty:
-                        break
-                    sock.send_multipart([ident, payload])
                 self._watchdog()
         finally:
+            replies.close(linger=0)
             sock.close()
 
     def _on_frames(self, sock, frames: list[bytes]) -> None:
@@ -238,6 +246,20 @@ class RobotServer:
 
     # ---------------------------------------------------------------- control thread
     def _control_loop(self) -> None:
+        import zmq
+
+        self._ready.wait(10)
+        if self._bind_error is not None:
+            return
+        out = zmq.Context.instance().socket(zmq.PAIR)
+        out.setsockopt(zmq.LINGER, 0)
+        out.connect(self._reply_endpoint)
+        try:
+            self._serve_jobs(out)
+        finally:
+            out.close()
+
+    def _serve_jobs(self, out) -> None:
         while not self._stop.is_set():
             job = self._jobs.get()
             if job is None:
@@ -254,7 +276,7 @@ class RobotServer:
             reply["seq"] = msg["seq"]
             data = wire.pack(reply)
             self._replay[ident] = (msg["seq"], data)
-            self._replies.put((ident, data))
+            out.send_multipart([ident, data])
 
     def _execute(self, msg: dict[str, Any]) -> dict[str, Any]:
         if msg["type"] == "reset":

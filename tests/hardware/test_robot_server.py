@@ -81,7 +81,7 @@ def test_client_drives_the_twin_and_gets_images(client):
 
 
 def test_nan_huge_and_out_of_workspace_actions_never_reach_the_arm(server, client):
-    obs = client.reset(seed=1)
+    client.reset(seed=1)
     arm = server.embodiment.arm
     arm.targets.clear()
     low, high = (np.asarray(w) for w in server.embodiment.workspace)
