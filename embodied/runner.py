@@ -329,6 +329,7 @@ class Runner:
         for ch in self.channels:
             if hasattr(ch, "reset"):
                 ch.reset()
+        self.safety.reset(slot)
         recorder = self.recorders[slot]
         ep = _Episode(job, spec.seed, task, obs, info, recorder, self._new_labeller(), time.monotonic())
         if recorder:
@@ -365,7 +366,7 @@ class Runner:
         actions, sent = {}, {}
         for slot, ep in running.items():
             action = ep.queue.popleft()
-            safe, applied = self.safety.filter(action, ep.obs)
+            safe, applied = self.safety.filter(action, ep.obs, slot)
             actions[slot], sent[slot] = safe, applied
         results = self.slots.step(actions)
         for slot, ep in running.items():

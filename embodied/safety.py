@@ -15,7 +15,18 @@ What it enforces, per control mode:
 - ``ee_abs``: the target is clipped into the workspace box and moved at most
   the per-tick caps away from the current pose.
 - ``joint_pos``: targets are clipped to the spec's joint bounds and at most
-  ``max_joint_step`` rad away from the current joints.
+  ``max_joint_step`` rad away from the current joints; with joint velocity,
+  acceleration and jerk limits configured, the tick's target is where a
+  jerk-limited, time-optimal trajectory (ruckig) from the current joint
+  state toward the policy's target is after one control period.
+- velocity and acceleration (``ee_delta``): the per-tick caps are the
+  velocity limit; ``max_translation_change`` / ``max_rotation_change`` cap
+  how much one tick's motion may differ from the last executed one (an
+  acceleration limit, m or rad per tick per tick), so a policy cannot
+  reverse the arm at full speed in one tick.
+
+The filter keeps per-slot memory (the last executed motion, the joint
+acceleration) for these limits; `reset(slot)` forgets it at an episode start.
 
 Each limit that changed the action is reported as an `Intervention`; the
 runner puts them into the step info under ``"safety"``.
@@ -29,6 +40,8 @@ from typing import Any
 import numpy as np
 
 from embodied.types import Action, ActionSpec, Observation
+
+RESYNC_RAD = 0.05  # the joint limiter restarts from the measured joints when they are this far from its own state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +61,22 @@ class SafetyConfig:
     max_joint_step: float = 0.1
     gripper_low: float = 0.0
     gripper_high: float = 1.0
+    max_translation_change: float | None = None   # m per tick, between consecutive ticks (acceleration)
+    max_rotation_change: float | None = None      # rad per tick, between consecutive ticks
+    max_joint_velocity: tuple[float, ...] | None = None       # rad/s per joint (ruckig, joint_pos mode)
+    max_joint_acceleration: tuple[float, ...] | None = None   # rad/s^2
+    max_joint_jerk: tuple[float, ...] | None = None           # rad/s^3
 
     def __post_init__(self) -> None:
         if (self.workspace_low is None) != (self.workspace_high is None):
             raise ValueError("give both workspace_low and workspace_high, or neither")
         if self.workspace_low is not None and np.any(np.asarray(self.workspace_low) > np.asarray(self.workspace_high)):
             raise ValueError(f"workspace_low {self.workspace_low} exceeds workspace_high {self.workspace_high}")
+        dyn = (self.max_joint_velocity, self.max_joint_acceleration, self.max_joint_jerk)
+        if any(d is not None for d in dyn) and any(d is None for d in dyn):
+            raise ValueError("give max_joint_velocity, max_joint_acceleration and max_joint_jerk together, or none")
+        if dyn[0] is not None and not (len(dyn[0]) == len(dyn[1]) == len(dyn[2])):
+            raise ValueError("max_joint_velocity/acceleration/jerk need one value per joint each")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +114,18 @@ class SafetyFilter:
         self.spec = action_spec
         self.config = config or SafetyConfig()
         self.total_interventions = 0
+        self._last_motion: dict[int, np.ndarray] = {}   # slot -> last executed (dpos, drot) (6,)
+        self._joint_state: dict[int, tuple] = {}        # slot -> the limiter's (q, qd, qdd) after the last tick
+        self._otg = None
+
+    def reset(self, slot: int | None = None) -> None:
+        """Forget the motion memory of `slot` (every slot when None): a new episode starts at rest."""
+        if slot is None:
+            self._last_motion.clear()
+            self._joint_state.clear()
+        else:
+            self._last_motion.pop(slot, None)
+            self._joint_state.pop(slot, None)
 
     @classmethod
     def for_embodiment(cls, embodiment: Any, config: SafetyConfig | None = None) -> SafetyFilter:
@@ -107,11 +142,12 @@ class SafetyFilter:
             )
         return cls(embodiment.spec.action, config)
 
-    def filter(self, action: Action, obs: Observation) -> tuple[Action, list[Intervention]]:
+    def filter(self, action: Action, obs: Observation, slot: int = 0) -> tuple[Action, list[Intervention]]:
         """Return the action that may reach the embodiment, and what was changed.
 
         action: one tick, shape (D,). obs: the observation the action responds
         to (its state gives the current pose for the workspace and step limits).
+        slot: which embodiment (of B driven in lockstep) the action is for.
         """
         if action.is_chunk:
             raise ValueError("filter one tick at a time: split the chunk with action.steps()")
@@ -127,11 +163,11 @@ class SafetyFilter:
             v = self._hold(obs)
             out.append(Intervention("non_finite", f"dims {bad} were NaN/inf; holding position"))
         elif self.spec.mode == "ee_delta":
-            v = self._ee_delta(v, obs, out)
+            v = self._ee_delta(v, obs, out, slot)
         elif self.spec.mode == "ee_abs":
             v = self._ee_abs(v, obs, out)
         else:
-            v = self._joint_pos(v, obs, out)
+            v = self._joint_pos(v, obs, out, slot)
         g = float(v[-1])
         gc = float(np.clip(g, self.config.gripper_low, self.config.gripper_high))
         if gc != g:
@@ -170,7 +206,7 @@ class SafetyFilter:
             )
         return clipped
 
-    def _ee_delta(self, v: np.ndarray, obs: Observation, out: list[Intervention]) -> np.ndarray:
+    def _ee_delta(self, v: np.ndarray, obs: Observation, out: list[Intervention], slot: int) -> np.ndarray:
         high = self.spec.high_array
         dpos, s = _limit_vector(v[:3], high[:3], self.config.max_translation)
         if s < 1.0:
@@ -178,6 +214,19 @@ class SafetyFilter:
         drot, s = _limit_vector(v[3:6], high[3:6], self.config.max_rotation)
         if s < 1.0:
             out.append(Intervention("rotation_limit", f"rotation scaled by {s:.3f}"))
+        last = self._last_motion.get(slot, np.zeros(6, np.float32))
+        for part, cap, name in ((slice(0, 3), self.config.max_translation_change, "translation"),
+                                (slice(3, 6), self.config.max_rotation_change, "rotation")):
+            if cap is None:
+                continue
+            cur = dpos if part.start == 0 else drot
+            change, s = _limit_vector(cur - last[part], np.full(3, np.inf, np.float32), cap)
+            if s < 1.0:
+                out.append(Intervention("acceleration_limit", f"{name} change from the last tick scaled by {s:.3f}"))
+                if part.start == 0:
+                    dpos = last[part] + change
+                else:
+                    drot = last[part] + change
         if "ee_pos" in obs.state:
             ee = obs.state["ee_pos"].astype(np.float32)
             target = ee + dpos
@@ -186,6 +235,7 @@ class SafetyFilter:
                 # An arm already outside the box is brought back no faster than one tick allows.
                 dpos, _ = _limit_vector(clipped - ee, high[:3], self.config.max_translation)
         v[:3], v[3:6] = dpos, drot
+        self._last_motion[slot] = v[:6].copy()
         return v
 
     def _ee_abs(self, v: np.ndarray, obs: Observation, out: list[Intervention]) -> np.ndarray:
@@ -206,7 +256,7 @@ class SafetyFilter:
             v[3:6] = rotation_between_axis_angles(current, v[3:6], self.config.max_rotation, out)
         return v
 
-    def _joint_pos(self, v: np.ndarray, obs: Observation, out: list[Intervention]) -> np.ndarray:
+    def _joint_pos(self, v: np.ndarray, obs: Observation, out: list[Intervention], slot: int) -> np.ndarray:
         n = self.spec.dim - 1
         lo, hi = self.spec.low_array[:n], self.spec.high_array[:n]
         q = np.clip(v[:n], lo, hi)
@@ -218,5 +268,42 @@ class SafetyFilter:
             if not np.allclose(step, q - cur):
                 out.append(Intervention("joint_step_limit", f"joint step capped at {self.config.max_joint_step} rad"))
             q = cur + step
+            if self.config.max_joint_velocity is not None:
+                q = self._jerk_limited(q, obs, out, slot)
         v[:n] = q
         return v
+
+    def _jerk_limited(self, q: np.ndarray, obs: Observation, out: list[Intervention], slot: int) -> np.ndarray:
+        """Where ruckig's jerk-limited trajectory toward `q` is after one tick.
+
+        The trajectory continues from the state the limiter itself produced
+        last tick (position, velocity, acceleration), as a streaming
+        trajectory generator must; it restarts from the measured joints when
+        the arm is more than `RESYNC_RAD` away from that state (a new
+        episode, a hold, a collision).
+        """
+        from ruckig import InputParameter, OutputParameter, Ruckig
+
+        n = q.size
+        if self._otg is None:
+            self._otg = (Ruckig(n, 1.0 / self.spec.rate_hz), InputParameter(n), OutputParameter(n))
+        otg, inp, res = self._otg
+        measured = obs.state["joint_pos"][:n].astype(np.float64)
+        vmax = np.asarray(self.config.max_joint_velocity, np.float64)
+        state = self._joint_state.get(slot)
+        if state is None or np.abs(state[0] - measured).max() > RESYNC_RAD:
+            vel = obs.state.get("joint_vel", np.zeros(n))[:n].astype(np.float64)
+            state = (measured, np.clip(vel, -vmax, vmax), np.zeros(n))
+        inp.current_position, inp.current_velocity, inp.current_acceleration = (x.tolist() for x in state)
+        inp.target_position = q.astype(np.float64).tolist()
+        inp.target_velocity = [0.0] * n
+        inp.max_velocity = vmax.tolist()
+        inp.max_acceleration = list(self.config.max_joint_acceleration)
+        inp.max_jerk = list(self.config.max_joint_jerk)
+        otg.update(inp, res)
+        nxt = np.asarray(res.new_position, np.float64)
+        self._joint_state[slot] = (nxt, np.asarray(res.new_velocity), np.asarray(res.new_acceleration))
+        if not np.allclose(nxt, q, atol=1e-5):
+            out.append(Intervention("joint_dynamics_limit", "target moved along a jerk-limited trajectory "
+                                    f"(at most {np.abs(nxt - q).max():.3f} rad short of the policy's target)"))
+        return nxt.astype(np.float32)

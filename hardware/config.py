@@ -18,6 +18,8 @@ layer enforces for it, in SI units:
     max_joint_velocity = [...]         # rad/s, for the trajectory limiter
     max_joint_acceleration = [...]     # rad/s^2
     max_joint_jerk = [...]             # rad/s^3
+    max_translation_change = 0.01      # m per tick per tick: how fast one tick's motion may change (acceleration)
+    max_rotation_change = 0.05         # rad per tick per tick
     watchdog_s = 0.05                  # stop the arm when no command or heartbeat came for this long
     max_action_age_s = 0.2             # drop actions answering observations older than this
 
@@ -45,6 +47,7 @@ from typing import Any
 import numpy as np
 import tomllib
 
+from embodied.safety import SafetyConfig
 from embodied.types import ActionSpec, CameraSpec, EmbodimentSpec
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -90,6 +93,8 @@ class RobotConfig:
     max_joint_velocity: tuple[float, ...] = ()
     max_joint_acceleration: tuple[float, ...] = ()
     max_joint_jerk: tuple[float, ...] = ()
+    max_translation_change: float | None = None   # m per tick per tick: the end effector's acceleration limit
+    max_rotation_change: float | None = None      # rad per tick per tick
     watchdog_s: float = 0.05
     max_action_age_s: float = 0.2
     connection: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -143,6 +148,17 @@ class RobotConfig:
     @property
     def workspace(self) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(self.workspace_low, np.float32), np.asarray(self.workspace_high, np.float32)
+
+    def safety_config(self) -> SafetyConfig:
+        """The limits of this file as the one safety filter takes them."""
+        dyn = self.max_joint_velocity and self.max_joint_acceleration and self.max_joint_jerk
+        return SafetyConfig(
+            workspace_low=tuple(self.workspace_low), workspace_high=tuple(self.workspace_high),
+            max_translation=self.max_translation, max_rotation=self.max_rotation,
+            max_translation_change=self.max_translation_change, max_rotation_change=self.max_rotation_change,
+            max_joint_velocity=tuple(self.max_joint_velocity) if dyn else None,
+            max_joint_acceleration=tuple(self.max_joint_acceleration) if dyn else None,
+            max_joint_jerk=tuple(self.max_joint_jerk) if dyn else None)
 
 
 def _tuple(v: Any) -> Any:

@@ -281,6 +281,7 @@ class RobotServer:
     def _execute(self, msg: dict[str, Any]) -> dict[str, Any]:
         if msg["type"] == "reset":
             obs = self.embodiment.reset(instruction=msg.get("instruction"), seed=msg.get("seed"))
+            self.safety.reset()
             self._armed = True
             return self._obs_reply("obs", obs, False, False, {})
         # step
@@ -330,10 +331,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--robot", default="sim-twin", help="robot name or path to its .toml limits file")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind; anything but 127.0.0.1 exposes the arm")
     ap.add_argument("--port", type=int, default=5555)
+    ap.add_argument("--task", default=None, help="sim twin only: the tabletop family laid out on each reset")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_robot_config(args.robot)
-    server = RobotServer(make_robot(cfg), ServerConfig(args.host, args.port, cfg.watchdog_s, cfg.max_action_age_s))
+    if args.task:
+        cfg = dataclasses.replace(cfg, connection={**cfg.connection, "task": args.task})
+    server = RobotServer(make_robot(cfg), ServerConfig(args.host, args.port, cfg.watchdog_s, cfg.max_action_age_s),
+                         cfg.safety_config())
     server.start()
     print(f"serving {cfg.name} on {server.address} (watchdog {1000 * cfg.watchdog_s:.0f} ms); Ctrl-C stops",
           flush=True)

@@ -78,3 +78,52 @@ def test_chunks_and_foreign_actions_are_refused_loudly():
     other = ActionSpec(mode="joint_pos", low=[-1] * 8, high=[1] * 8, rate_hz=10)
     with pytest.raises(ValueError, match="guards"):
         f.filter(Action(np.zeros(8), other), obs_at())
+
+
+def test_acceleration_limit_stops_a_full_speed_reversal_in_one_tick():
+    f = SafetyFilter(SPEC, SafetyConfig(max_translation_change=0.01))
+    ahead = Action([0.03, 0, 0, 0, 0, 0, 1], SPEC)
+    back = Action([-0.03, 0, 0, 0, 0, 0, 1], SPEC)
+    xs = []
+    f.filter(Action([0.0] * 6 + [1.0], SPEC), obs_at())
+    for a in [ahead] * 4 + [back] * 7:
+        safe, why = f.filter(a, obs_at())
+        xs.append(float(safe.value[0]))
+    assert np.allclose(xs[:4], [0.01, 0.02, 0.03, 0.03])        # speeds up 1 cm per tick per tick
+    assert np.allclose(xs[4:], [0.02, 0.01, 0.0, -0.01, -0.02, -0.03, -0.03], atol=1e-6)
+    assert np.abs(np.diff(xs)).max() <= 0.01 + 1e-6
+    f.reset()  # a new episode starts at rest
+    safe, why = f.filter(back, obs_at())
+    assert safe.value[0] == pytest.approx(-0.01) and why[0].kind == "acceleration_limit"
+
+
+def test_slots_keep_their_own_motion_memory():
+    f = SafetyFilter(SPEC, SafetyConfig(max_translation_change=0.01))
+    for _ in range(3):
+        f.filter(Action([0.03, 0, 0, 0, 0, 0, 1], SPEC), obs_at(), slot=0)
+    fast, _ = f.filter(Action([0.03, 0, 0, 0, 0, 0, 1], SPEC), obs_at(), slot=0)
+    slow, _ = f.filter(Action([0.03, 0, 0, 0, 0, 0, 1], SPEC), obs_at(), slot=1)
+    assert fast.value[0] == pytest.approx(0.03) and slow.value[0] == pytest.approx(0.01)
+
+
+def test_joint_targets_follow_a_jerk_limited_trajectory():
+    spec = ActionSpec(mode="joint_pos", low=[-3.0] * 2 + [0.0], high=[3.0] * 2 + [1.0], rate_hz=10)
+    cfg = SafetyConfig(max_joint_step=1.0, max_joint_velocity=(1.0, 1.0), max_joint_acceleration=(2.0, 2.0),
+                       max_joint_jerk=(20.0, 20.0))
+    f = SafetyFilter(spec, cfg)
+    q, qd = np.zeros(2), np.zeros(2)
+    for _ in range(15):  # the policy jumps the target 0.8 rad; the arm is simulated as tracking perfectly
+        safe, why = f.filter(Action([0.8, -0.8, 1.0], spec), Observation(
+            state={"joint_pos": q.astype(np.float32), "joint_vel": qd.astype(np.float32),
+                   "gripper": np.ones(1, np.float32)}))
+        nq = safe.value[:2].astype(np.float64)
+        qd = (nq - q) * 10
+        assert np.all(np.abs(qd) <= 1.0 + 1e-3)  # on average over each tick never faster than the limit
+        q = nq
+    assert why == [] or why[0].kind == "joint_dynamics_limit"
+    np.testing.assert_allclose(q, [0.8, -0.8], atol=1e-3)  # it gets there
+    f.reset()
+    first, why = f.filter(Action([0.8, -0.8, 1.0], spec), Observation(
+        state={"joint_pos": np.zeros(2, np.float32), "joint_vel": np.zeros(2, np.float32),
+               "gripper": np.ones(1, np.float32)}))
+    assert abs(first.value[0]) < 0.8 and why[0].kind == "joint_dynamics_limit"  # from rest: a gentle start
