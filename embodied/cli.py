@@ -1,4 +1,4 @@
-"""`embodied` command line: demo, collect, view, list.
+"""`embodied` command line: demo, collect, view, list, deploy, serve, estop (train and eval own their parsers).
 
 Every command's options come from dataclass configs (parsed by tyro), and
 the config is saved next to what the command writes.
@@ -17,6 +17,7 @@ import tyro
 
 from embodied.collect import CollectConfig
 from embodied.demo import DemoConfig
+from embodied.deploy import DeployConfig, EstopConfig, ServeConfig
 
 
 def _save_config(cfg: object, path: Path) -> dict:
@@ -87,11 +88,32 @@ def cmd_list(cfg: ListConfig) -> None:
 
 # name -> (config dataclass, what runs it). Subcommands that own their own parser (train, eval)
 # are handed the rest of the command line.
+def cmd_deploy(cfg: DeployConfig) -> None:
+    from embodied.deploy import deploy
+
+    deploy(cfg)
+
+
+def cmd_serve(cfg: ServeConfig) -> None:
+    from embodied.deploy import serve_robot
+
+    serve_robot(cfg)
+
+
+def cmd_estop(cfg: EstopConfig) -> None:
+    from embodied.deploy import estop
+
+    estop(cfg)
+
+
 COMMANDS = {
     "demo": (DemoConfig, cmd_demo),
     "collect": (CollectConfig, cmd_collect),
     "view": (ViewConfig, cmd_view),
     "list": (ListConfig, cmd_list),
+    "deploy": (DeployConfig, cmd_deploy),
+    "serve": (ServeConfig, cmd_serve),
+    "estop": (EstopConfig, cmd_estop),
 }
 
 

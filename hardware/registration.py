@@ -13,3 +13,6 @@ for _name, _extra, _what in (
 ):
     register(_name, "hardware.robots:make_robot", kind="robot", config=_name, extra=_extra,
              description=_what)
+
+register("remote", "hardware.client:RemoteRobot", kind="robot", extra="hardware",
+         description="a robot served by `embodied serve` elsewhere: RemoteRobot(address='tcp://host:5555')")

@@ -109,7 +109,9 @@ class RobotServer:
         return self
 
     def serve_forever(self) -> None:
-        self.start()
+        """Serve until Ctrl-C or stop() (starts the threads if start() was not called)."""
+        if not self._threads:
+            self.start()
         try:
             while not self._stop.is_set():
                 time.sleep(0.2)

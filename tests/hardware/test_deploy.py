@@ -1,0 +1,90 @@
+"""`embodied deploy` end to end: a trained checkpoint drives the sim twin served from another process,
+a correction typed in the terminal reaches the policy and the recorded dataset, and `embodied estop` latches."""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embodied.data import open_dataset
+from embodied.deploy import DeployConfig, EstopConfig, RobotServerProcess, deploy, estop
+
+TASK = "tabletop/reach-v0"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def twin_toml(path: Path, size: int) -> Path:
+    """The user's own limits file for the twin: the shipped one with smaller cameras."""
+    text = (Path(__file__).resolve().parents[2] / "hardware" / "configs" / "sim-twin.toml").read_text()
+    path.write_text(text.replace("width = 128", f"width = {size}").replace("height = 128", f"height = {size}"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A BC policy trained for 3 steps on 2 expert demos at 32x32 (a real run folder)."""
+    from embodied.collect import CollectConfig, collect
+    from embodied.train import TrainConfig, train
+    from policies.bc.configuration import BCConfig
+
+    root = tmp_path_factory.mktemp("deploy")
+    collect(CollectConfig(tasks=(TASK,), episodes_per_task=2, out=root / "data", workers=1, image_size=32),
+            progress=False)
+    return train(TrainConfig(dataset=(str(root / "data"),), policy="bc", output_dir=str(root), name="bc", steps=3,
+                             batch_size=4, num_workers=0, warmup_steps=1, ema_decay=None, save_every=3, cpu=True,
+                             progress=False),
+                 BCConfig(action_horizon=4, cnn_channels=(8,), feature_dim=16, hidden_dim=32, language="none"))
+
+
+def test_deploy_runs_the_policy_on_the_twin_and_records_terminal_corrections(checkpoint, tmp_path):
+    cfg = DeployConfig(policy=str(checkpoint), robot=str(twin_toml(tmp_path / "twin.toml", 32)), port=free_port(),
+                       episodes=2, max_steps=6, out=tmp_path / "run", web=True, web_port=0)
+    results = deploy(cfg, stdin=io.StringIO("a bit more to the left\n"))
+    assert [r.steps for r in results] == [6, 6]
+    assert [c.text for c in results[0].corrections] == ["a bit more to the left"]
+    assert results[0].corrections[0].source == "human"  # typed by a person (DESIGN: human | simulated)
+    ds = open_dataset(tmp_path / "run" / "dataset")
+    assert ds.num_episodes == 2
+    events = [c for frame in ds.episode(0).corrections for c in frame]
+    assert [e.text for e in events] == ["a bit more to the left"]
+    assert (tmp_path / "run" / "config.json").exists() and "serving" in (tmp_path / "run" / "robot_server.log").read_text()
+    actions = ds.episode(0).actions
+    assert actions.shape == (6, 7) and np.all(np.isfinite(actions))
+
+
+def test_a_checkpoint_for_another_camera_size_is_refused(checkpoint, tmp_path):
+    from embodied.types import SpecMismatchError
+
+    cfg = DeployConfig(policy=str(checkpoint), robot=str(twin_toml(tmp_path / "twin.toml", 48)), port=free_port(),
+                       max_steps=2, out=tmp_path / "run", web=False, terminal=False)
+    with pytest.raises(SpecMismatchError):
+        deploy(cfg)
+
+
+def test_estop_from_the_command_line_latches_until_released(tmp_path):
+    from embodied.types import Action
+
+    server = RobotServerProcess(str(twin_toml(tmp_path / "twin.toml", 32)), free_port(), log=tmp_path / "log.txt")
+    try:
+        robot = server.connect()
+        robot.reset(seed=0)
+        estop(EstopConfig(address=server.address))
+        r = robot.step(Action(np.array([0.03, 0, 0, 0, 0, 0, 1], np.float32), robot.spec.action))
+        assert r.done and r.info["estop"]
+        estop(EstopConfig(address=server.address, release=True))
+        time.sleep(0.05)
+        r = robot.step(Action(np.array([0.03, 0, 0, 0, 0, 0, 1], np.float32), robot.spec.action))
+        assert not r.info.get("estop")
+        robot.close()
+    finally:
+        server.stop()
