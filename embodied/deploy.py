@@ -109,7 +109,7 @@ def deploy(cfg: DeployConfig, *, stdin=None) -> list[Any]:
     if cfg.address is None:
         server = RobotServerProcess(cfg.robot, cfg.port, cfg.task, log=out / "robot_server.log")
         print(f"robot server for {cfg.robot!r}: {server.address} (log: {server.log_path})", flush=True)
-    web = terminal = robot = writer = None
+    web = robot = writer = None
     try:
         robot = (server.connect() if server else
                  registry.make("remote", kind="robot", address=cfg.address))
@@ -123,7 +123,7 @@ def deploy(cfg: DeployConfig, *, stdin=None) -> list[Any]:
             web = serve(session, host=cfg.web_host, port=cfg.web_port, token=cfg.token)
             print(f"live page: {web.page_url}", flush=True)
         if cfg.terminal:
-            terminal = TerminalChannel(session, stream=stdin).start()
+            TerminalChannel(session, stream=stdin).start()  # a daemon thread: it ends with the process
         if cfg.record:
             from embodied.data import DatasetWriter
 
