@@ -15,10 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e '.[sim,torch,test]'
+	$(PY) -m pip install -q -e '.[sim,torch,hardware,franka,ur,xarm,bus,realsense,teleop,test]'
 	touch $@
 
-.PHONY: install demo test bench bench-learning readme-tables clean
+.PHONY: install demo test bench bench-deploy bench-learning readme-tables clean
 install: $(VENV)/.installed
 
 ## The main job on its built-in default: expert demos on the tabletop suite + report.
@@ -36,6 +36,13 @@ bench: install
 	$(PY) bench/metaworld_experts.py | tee /dev/stderr | tail -n 1 > bench/results/metaworld_experts.json
 	$(PY) bench/policy_speed.py | tee /dev/stderr | tail -n 1 > bench/results/policy_speed.json
 	$(PY) bench/train_throughput.py --policy mdt | tee /dev/stderr | tail -n 1 > bench/results/train_throughput.json
+	$(PY) bench/server_latency.py | tee /dev/stderr | tail -n 1 > bench/results/server_latency.json
+	$(PY) bench/watchdog.py | tee /dev/stderr | tail -n 1 > bench/results/watchdog.json
+	$(MAKE) readme-tables
+
+## A trained policy through the robot server on the sim twin vs directly in sim (needs `make demo` first).
+bench-deploy: install
+	$(PY) bench/deploy_parity.py --checkpoint outputs/demo/runs/mdt | tee /dev/stderr | tail -n 1 > bench/results/deploy_parity.json
 	$(MAKE) readme-tables
 
 ## Measurements that train policies (hours on a 2-core CPU; each writes its own results).

@@ -12,7 +12,7 @@ served/direct and Fisher's exact test of "same success rate"; also the
 link's stale-action drops and the server's watchdog trips (both should be
 0: the link must not change what the policy does). Last line: one JSON object.
 
-    MUJOCO_GL=egl python bench/deploy_parity.py --checkpoint outputs/demo/train/mdt [--episodes 10]
+    MUJOCO_GL=egl python bench/deploy_parity.py --checkpoint outputs/demo/runs/mdt [--episodes 10]
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def served_outcomes(checkpoint: str, family: str, seeds: list[int], log_dir: Pat
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", default=str(ROOT / "outputs" / "demo" / "train" / "mdt"))
+    ap.add_argument("--checkpoint", default=str(ROOT / "outputs" / "demo" / "runs" / "mdt"))
     ap.add_argument("--families", default="open-drawer,close-drawer")
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--seed0", type=int, default=2000)

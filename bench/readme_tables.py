@@ -172,7 +172,39 @@ def train_throughput() -> str | None:
             f"**{100 * d['data_share']:.1f}%** of step time waiting for data (goal ≤ 10%).")
 
 
-TABLES = {"policy_speed": policy_speed, "train_throughput": train_throughput, "metaworld": metaworld, "demo": demo, "success": success, "expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
+def robot_link() -> str | None:
+    """bench/server_latency.py and bench/watchdog.py: the robot link's latency and the watchdog's stop time."""
+    lat, dog = _load("server_latency"), _load("watchdog")
+    if lat is None and dog is None:
+        return None
+    rows = ["| what | figure | compared with | ratio |", "|---|---:|---|---:|"]
+    if lat is not None:
+        rows.append(f"| observation → action round trip, p50 ({lat['message_kb']:.0f} kB: 2 cameras "
+                    f"{lat['image_size']}×{lat['image_size']} RGB-D) | {lat['p50_ms']:.2f} ms | bare ZeroMQ echo of "
+                    f"the same bytes {lat['zmq_floor_p50_ms']:.2f} ms | {lat['p50_ms'] / lat['zmq_floor_p50_ms']:.1f}× |")
+        rows.append(f"| same, p99 | **{lat['p99_ms']:.2f} ms** | goal ≤ {lat['goal_p99_ms']:.0f} ms | "
+                    f"{lat['p99_ms'] / lat['goal_p99_ms']:.2f}× |")
+    if dog is not None:
+        rows.append(f"| policy process killed at {dog['speed_m_s']:.2f} m/s → arm at rest, median of "
+                    f"{dog['trials']} (max {dog['stop_ms_max']:.0f} ms) | **{dog['stop_ms']:.0f} ms** | goal ≤ "
+                    f"{dog['goal_ms']:.0f} ms (watchdog {dog['watchdog_ms']:.0f} ms) | {dog['ratio_vs_goal']:.2f}× |")
+        rows.append(f"| policy process frozen (SIGSTOP) → arm at rest | {dog['freeze_stop_ms']:.0f} ms | "
+                    f"goal ≤ {dog['goal_ms']:.0f} ms | {dog['freeze_stop_ms'] / dog['goal_ms']:.2f}× |")
+    return "\n".join(rows)
+
+
+def deploy_parity() -> str | None:
+    """bench/deploy_parity.py: one checkpoint directly in sim vs through the robot server on the sim twin."""
+    d = _load("deploy_parity")
+    if d is None:
+        return None
+    return (f"Through the robot server on the real-time sim twin the policy succeeds in **{d['served_success']:.0%}** "
+            f"of episodes, run directly in simulation in **{d['direct_success']:.0%}** (ratio {d['ratio']:.2f}, "
+            f"Fisher's exact p = {d['fisher_p']:.2f}; {d['episodes_per_task']} seeds per family, "
+            f"{', '.join(d['families'])}; {d['dropped']} stale actions dropped, {d['watchdog_trips']} watchdog trips).")
+
+
+TABLES = {"robot_link": robot_link, "deploy_parity": deploy_parity, "policy_speed": policy_speed, "train_throughput": train_throughput, "metaworld": metaworld, "demo": demo, "success": success, "expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
           "eval_success": lambda: _eval_results("success"), "eval_metaworld": lambda: _eval_results("metaworld")}
 
 

@@ -1,6 +1,6 @@
 """`embodied deploy`: a trained policy on a robot (or the sim twin), watched and corrected live.
 
-    embodied deploy --policy outputs/demo/train/mdt              # sim twin, web page on 127.0.0.1:8765
+    embodied deploy --policy outputs/demo/runs/mdt              # sim twin, web page on 127.0.0.1:8765
     embodied deploy --policy ckpt --robot ur5e --address tcp://robot-pc:5555
 
 The robot and the policy run in different processes. Unless `--address`
