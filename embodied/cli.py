@@ -1,4 +1,4 @@
-"""`embodied` command line: demo, collect, view, list, deploy, serve, estop (train and eval own their parsers).
+"""`embodied` command line: demo, collect, view, list, deploy, serve, estop, teleop (train and eval own their parsers).
 
 Every command's options come from dataclass configs (parsed by tyro), and
 the config is saved next to what the command writes.
@@ -88,6 +88,28 @@ def cmd_list(cfg: ListConfig) -> None:
 
 # name -> (config dataclass, what runs it). Subcommands that own their own parser (train, eval)
 # are handed the rest of the command line.
+@dataclasses.dataclass
+class TeleopConfig:
+    """Record demonstrations by teleoperation (keyboard, desktop keyboard or SpaceMouse) into a dataset."""
+
+    robot: str = "tabletop/reach-v0"  # a sim env name, a registered robot, or a robot .toml file
+    dataset: Path = Path("data/teleop")
+    episodes: int = 1
+    device: str = "keyboard"  # keyboard (this terminal) | pynput (desktop keyboard) | spacemouse
+    instruction: str | None = None  # the task recorded with each episode (default: the robot's or env's own)
+    max_steps: int | None = None
+
+
+def cmd_teleop(cfg: TeleopConfig) -> None:
+    from embodied import registry
+
+    registry.get("sim-twin", kind="robot")  # loads hardware's registration: a missing package is a clear error
+    import importlib
+
+    importlib.import_module("hardware.teleop").teleop_main(cfg.robot, str(cfg.dataset), cfg.episodes, cfg.device,
+                                                           instruction=cfg.instruction, max_steps=cfg.max_steps)
+
+
 def cmd_deploy(cfg: DeployConfig) -> None:
     from embodied.deploy import deploy
 
@@ -114,6 +136,7 @@ COMMANDS = {
     "deploy": (DeployConfig, cmd_deploy),
     "serve": (ServeConfig, cmd_serve),
     "estop": (EstopConfig, cmd_estop),
+    "teleop": (TeleopConfig, cmd_teleop),
 }
 
 

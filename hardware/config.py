@@ -33,6 +33,8 @@ layer enforces for it, in SI units:
     width = 640
     height = 480
     depth = true
+    intrinsics = [615.0, 615.0, 320.0, 240.0]   # optional: fx, fy, cx, cy (RealSense reports its own)
+    extrinsics = [...]                          # optional: 16 numbers, row-major T_world_cam from hand-eye calibration
 
 A malformed file is a `RobotConfigError` that names the file and the field.
 """
@@ -70,6 +72,17 @@ class CameraConfig:
     height: int = 480
     depth: bool = False
     fps: int = 30
+    intrinsics: tuple[float, ...] = ()   # fx, fy, cx, cy (pixels of width x height); () = the camera's own or a guess
+    extrinsics: tuple[float, ...] = ()   # 16 numbers, row-major T_world_cam (m); () = identity (not calibrated)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "intrinsics", tuple(float(v) for v in self.intrinsics))
+        object.__setattr__(self, "extrinsics", tuple(float(v) for v in self.extrinsics))
+        if self.intrinsics and len(self.intrinsics) != 4:
+            raise ValueError(f"camera {self.name!r}: intrinsics are 4 numbers (fx, fy, cx, cy), got {len(self.intrinsics)}")
+        if self.extrinsics and len(self.extrinsics) != 16:
+            raise ValueError(f"camera {self.name!r}: extrinsics are 16 numbers (row-major 4x4 T_world_cam), "
+                             f"got {len(self.extrinsics)}")
 
     def spec(self) -> CameraSpec:
         return CameraSpec(self.name, self.height, self.width, depth=self.depth)
@@ -193,7 +206,7 @@ def robot_config_from_dict(raw: Mapping[str, Any], source: str = "") -> RobotCon
     for i, c in enumerate(raw.get("cameras", [])):
         try:
             cams.append(CameraConfig(**{k: str(v) if k == "source" else v for k, v in c.items()}))
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             raise RobotConfigError(source or "config", f"cameras[{i}]: {e}") from e
     try:
         return RobotConfig(**kw, cameras=tuple(cams), source=source)

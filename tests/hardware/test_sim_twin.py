@@ -84,3 +84,19 @@ def test_a_bad_limits_file_names_the_field():
         robot_config_from_dict({"name": "x", "driver": "sim_twin", "n_joints": 7, "watchdog": 1})
     with pytest.raises(RobotConfigError, match="shipped ones"):
         load_robot_config("no-such-robot")
+
+
+def test_camera_calibration_comes_from_the_limits_file():
+    from hardware.cameras.opencv import make_camera
+
+    raw = {"name": "x", "driver": "sim_twin", "n_joints": 7,
+           "cameras": [{"name": "side", "kind": "opencv", "source": "0", "width": 64, "height": 48,
+                        "intrinsics": [50, 51, 32, 24], "extrinsics": [1, 0, 0, 0.5, 0, 1, 0, 0, 0, 0, 1, 0.2,
+                                                                       0, 0, 0, 1]}]}
+    cam_cfg = robot_config_from_dict(raw).cameras[0]
+    cam = make_camera(cam_cfg)  # nothing is opened until connect()
+    assert cam.intrinsics[0, 0] == 50 and cam.intrinsics[1, 2] == 24
+    assert cam.extrinsics[0, 3] == 0.5 and cam.extrinsics[2, 3] == pytest.approx(0.2)
+    raw["cameras"][0]["extrinsics"] = [1, 0, 0]
+    with pytest.raises(RobotConfigError, match="16 numbers"):
+        robot_config_from_dict(raw)
