@@ -16,19 +16,9 @@ TASK = "tabletop/reach-v0"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tiny_bc_run):
     """Two expert demos at 32x32, and a BC policy trained on them for 3 steps (a real run folder)."""
-    from embodied.collect import CollectConfig, collect
-    from embodied.train import TrainConfig, train
-    from policies.bc.configuration import BCConfig
-
-    root = tmp_path_factory.mktemp("eval")
-    collect(CollectConfig(tasks=(TASK,), episodes_per_task=2, out=root / "data", workers=1, image_size=32),
-            progress=False)
-    return train(TrainConfig(dataset=(str(root / "data"),), policy="bc", output_dir=str(root), name="bc", steps=3,
-                             batch_size=4, num_workers=0, warmup_steps=1, ema_decay=None, save_every=3, cpu=True,
-                             progress=False),
-                 BCConfig(action_horizon=4, cnn_channels=(8,), feature_dim=16, hidden_dim=32, language="none"))
+    return tiny_bc_run
 
 
 @pytest.fixture(scope="module")

@@ -176,3 +176,22 @@ class FrameGrabber:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
             self._thread = None
+
+
+class GrabbedCamera:
+    """What every camera with a `FrameGrabber` shares: `read()` hands out the newest frame; subclasses set
+    `describe` and `_grabber` (in connect) and call `_stop_grabber()` from disconnect."""
+
+    describe = "camera"
+    _grabber: FrameGrabber | None = None
+
+    def read(self):
+        """The newest `CameraFrame` (never waits for a frame period)."""
+        if self._grabber is None:
+            raise CameraError(f"{self.describe}: read() before connect()")
+        return self._grabber.latest()
+
+    def _stop_grabber(self) -> None:
+        if self._grabber is not None:
+            self._grabber.stop()
+            self._grabber = None

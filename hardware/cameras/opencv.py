@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from embodied.types import CameraInfo
-from hardware.cameras import CameraError, FrameGrabber, extrinsics_matrix, fit_frame, pinhole_guess
+from hardware.cameras import CameraError, FrameGrabber, GrabbedCamera, extrinsics_matrix, fit_frame, pinhole_guess
 from hardware.config import CameraConfig
 from hardware.robot import CameraFrame
 
@@ -57,7 +57,7 @@ def parse_source(source: str) -> tuple[int | str, str]:
     return s, "file"
 
 
-class OpenCVCamera:
+class OpenCVCamera(GrabbedCamera):
     """A `hardware.robot.Camera` over cv2.VideoCapture (colour only: depth is None).
 
     intrinsics: K (3, 3) or (fx, fy, cx, cy) in pixels of the config-sized image; None = pinhole guess.
@@ -146,15 +146,8 @@ class OpenCVCamera:
             k = self.intrinsics
         return CameraFrame(rgb, None, CameraInfo(k, self.extrinsics), timestamp=stamp)
 
-    def read(self) -> CameraFrame:
-        if self._grabber is None:
-            raise CameraError(f"{self.describe}: read() before connect()")
-        return self._grabber.latest()
-
     def disconnect(self) -> None:
-        if self._grabber is not None:
-            self._grabber.stop()
-            self._grabber = None
+        self._stop_grabber()
         if self._cap is not None:
             self._cap.release()
             self._cap = None

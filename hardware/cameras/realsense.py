@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from embodied.types import CameraInfo
-from hardware.cameras import CameraError, FrameGrabber, extrinsics_matrix, fit_frame, intrinsics_matrix
+from hardware.cameras import CameraError, FrameGrabber, GrabbedCamera, extrinsics_matrix, fit_frame, intrinsics_matrix
 from hardware.config import CameraConfig
 from hardware.robot import CameraFrame
 
@@ -59,7 +59,7 @@ def is_recording(source: str) -> bool:
     return Path(source).suffix.lower() in RECORDING_SUFFIXES
 
 
-class RealSenseCamera:
+class RealSenseCamera(GrabbedCamera):
     """A RealSense colour (+ aligned depth) stream as a `hardware.robot.Camera`.
 
     config: name, source, width/height (the size `read` returns), fps, depth.
@@ -166,15 +166,8 @@ class RealSenseCamera:
         rgb, depth, k = fit_frame(rgb, depth, self.intrinsics, self.config.width, self.config.height)
         return CameraFrame(rgb, depth, CameraInfo(k, self.extrinsics), timestamp=stamp)
 
-    def read(self) -> CameraFrame:
-        if self._grabber is None:
-            raise CameraError(f"{self.describe}: read() before connect()")
-        return self._grabber.latest()
-
     def disconnect(self) -> None:
-        if self._grabber is not None:
-            self._grabber.stop()
-            self._grabber = None
+        self._stop_grabber()
         if self._pipeline is not None:
             try:
                 self._pipeline.stop()

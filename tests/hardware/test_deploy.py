@@ -14,8 +14,6 @@ import pytest
 from embodied.data import open_dataset
 from embodied.deploy import DeployConfig, EstopConfig, RobotServerProcess, deploy, estop
 
-TASK = "tabletop/reach-v0"
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -31,19 +29,9 @@ def twin_toml(path: Path, size: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A BC policy trained for 3 steps on 2 expert demos at 32x32 (a real run folder)."""
-    from embodied.collect import CollectConfig, collect
-    from embodied.train import TrainConfig, train
-    from policies.bc.configuration import BCConfig
-
-    root = tmp_path_factory.mktemp("deploy")
-    collect(CollectConfig(tasks=(TASK,), episodes_per_task=2, out=root / "data", workers=1, image_size=32),
-            progress=False)
-    return train(TrainConfig(dataset=(str(root / "data"),), policy="bc", output_dir=str(root), name="bc", steps=3,
-                             batch_size=4, num_workers=0, warmup_steps=1, ema_decay=None, save_every=3, cpu=True,
-                             progress=False),
-                 BCConfig(action_horizon=4, cnn_channels=(8,), feature_dim=16, hidden_dim=32, language="none"))
+def checkpoint(tiny_bc_run):
+    """A BC policy trained for 3 steps on 2 expert demos of reach at 32x32 (a real run folder)."""
+    return tiny_bc_run
 
 
 def test_deploy_runs_the_policy_on_the_twin_and_records_terminal_corrections(checkpoint, tmp_path):
