@@ -32,6 +32,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _shown(path: str) -> str:
+    """The checkpoint path relative to the repository when it is inside it (results are committed)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -119,7 +125,7 @@ def main() -> None:
                       "episodes_per_task": args.episodes, "families": families,
                       "dropped": sum(c["dropped"] for c in counters.values()),
                       "watchdog_trips": sum(c["watchdog_trips"] for c in counters.values()),
-                      "checkpoint": str(args.checkpoint)}))
+                      "checkpoint": _shown(args.checkpoint)}))
 
 
 if __name__ == "__main__":
