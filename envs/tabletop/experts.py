@@ -22,7 +22,14 @@ import numpy as np
 
 from envs.tabletop.controller import TOP_DOWN, quat_error, quat_from_mat
 from envs.tabletop.scene import HANDLE_GAP, HANDLE_Z, PLATE_HALF_HEIGHT
-from envs.tabletop.tasks import NEXT_TO_OFFSET, PUSH_DIRECTIONS, PUSH_DISTANCE, free_spot_next_to
+from envs.tabletop.tasks import (
+    MOVE_DIRECTIONS,
+    MOVE_DISTANCE,
+    NEXT_TO_OFFSET,
+    PUSH_DIRECTIONS,
+    PUSH_DISTANCE,
+    free_spot_next_to,
+)
 
 CARRY_Z = 0.16  # m: travel height of the EE site between objects
 OPEN, CLOSED = 1.0, 0.0
@@ -272,6 +279,11 @@ class TabletopExpert:
         self._yaw = _grasp_yaw(w, x)
         yield from self._move(self._over(x, w.pos(x)[2] + 0.1), "approach", tol=0.015)
         yield from self._move(self._over(x, w.pos(x)[2] + half + 0.005), "touch", tol=0.006, speed=0.015)
+
+    def _plan_move(self):
+        d = np.array(MOVE_DIRECTIONS[self.params["direction"]][0], float)
+        goal = self.world.ee_pos() + d * MOVE_DISTANCE
+        yield from self._move(goal, "move", tol=0.008, speed=0.02)
 
     def _plan_move_next_to(self):
         w = self.world

@@ -15,6 +15,7 @@ SINGLE_STEP_FAMILIES: tuple[str, ...] = (
     "put-in-drawer",
     "reach",
     "move-next-to",
+    "move",
 )
 LONG_HORIZON_FAMILIES: tuple[str, ...] = ("drawer-store", "bowl-all", "stack-three")
 FAMILIES: tuple[str, ...] = SINGLE_STEP_FAMILIES + LONG_HORIZON_FAMILIES
@@ -29,6 +30,7 @@ _DESCRIPTIONS = {
     "put-in-drawer": "put a named object in the open drawer",
     "reach": "touch a named object",
     "move-next-to": "move one named object next to another",
+    "move": "move the arm in a named direction (RT-H language motions as instructions, for corrections)",
     "drawer-store": "long-horizon: open the drawer, put an object inside, close it",
     "bowl-all": "long-horizon: put all the blocks in the bowl",
     "stack-three": "long-horizon: stack three named blocks",

@@ -29,6 +29,17 @@ OPEN_ENOUGH = 0.12  # drawer opening (m) that counts as open
 CLOSED_ENOUGH = 0.01  # and as closed
 NEXT_TO_RANGE = (0.04, 0.12)  # centre distance (m) that counts as "next to"
 NEXT_TO_OFFSET = 0.075  # where the expert puts the object, from the reference's centre
+MOVE_DISTANCE = 0.10  # how far the expert moves the arm in the "move" family (m); success needs 0.08 along it
+
+# The "move" family: RT-H language motions (the labeller's own words first) and the ways a person says them.
+MOVE_DIRECTIONS: dict[str, tuple[tuple[float, float, float], tuple[str, ...]]] = {
+    "forward": ((1, 0, 0), ("move arm forward", "move forward", "go forward", "a bit further forward")),
+    "backward": ((-1, 0, 0), ("move arm backward", "move back", "go backward", "a bit back toward you")),
+    "left": ((0, 1, 0), ("move arm left", "move left", "go left", "a bit more to the left")),
+    "right": ((0, -1, 0), ("move arm right", "move right", "go right", "a bit more to the right")),
+    "up": ((0, 0, 1), ("move arm up", "move up", "go up", "a bit higher")),
+    "down": ((0, 0, -1), ("move arm down", "move down", "go down", "a bit lower")),
+}
 
 _NOUNS = {"block": ("block", "cube"), "cylinder": ("cylinder", "can")}
 
@@ -253,6 +264,34 @@ class Reach(Task):
         return self._single(rng, {"obj": describe(layout, self.scene, x, rng)}, success, {"object": x})
 
 
+class Move(Task):
+    """Move the arm about 10 cm in a named direction: episodes whose instruction is a language motion.
+
+    A correction such as "move arm left" reaches an MDT policy as its
+    instruction for a while (YAY-style); labelled motions inside task demos
+    cover the directions those tasks happen to use, these cover all six
+    evenly, from the start pose. Half the instructions are the labeller's
+    own phrase, half how a person would say it.
+    """
+
+    family = "move"
+
+    def _goal(self, rng, layout, start):
+        name = _pick(rng, list(MOVE_DIRECTIONS))
+        direction, phrases = MOVE_DIRECTIONS[name]
+        d = np.array(direction, float)
+        text = phrases[0] if rng.random() < 0.5 else _pick(rng, phrases[1:])
+        origin: list[np.ndarray] = []  # the end effector where the episode starts (set on the reset's first check)
+
+        def success(w: World) -> bool:
+            if not origin:
+                origin.append(w.ee_pos().copy())
+            delta = w.ee_pos() - origin[0]
+            return float(delta @ d) >= MOVE_DISTANCE - 0.02 and float(np.linalg.norm(delta - (delta @ d) * d)) < 0.03
+
+        return Goal(self.family, text, [Stage(text, success)], success, {"direction": name})
+
+
 def free_spot_next_to(
     layout_or_positions: dict[str, np.ndarray], scene: Scene, obj: str, ref: str, cabinet_xy: tuple[float, float]
 ) -> np.ndarray | None:
@@ -384,6 +423,7 @@ TASKS: dict[str, type[Task]] = {
         PutInDrawer,
         Reach,
         MoveNextTo,
+        Move,
         DrawerStore,
         BowlAll,
         StackThree,
