@@ -185,6 +185,10 @@ class TabletopEnv(gym.Env):
 
         layout = sample_layout(rng, s, self.task.drawer_opening(rng), accept)
         apply_layout(s, m, d, layout, rng)
+        if "start_ee" in chosen[-1][0].params:  # a task that starts with the arm elsewhere ("move")
+            q = solve_home(s, q, np.asarray(chosen[-1][0].params["start_ee"]), TOP_DOWN)
+            d.qpos[s.arm_qpos_adr] = q
+            d.ctrl[s.arm_actuator_ids] = q
         mujoco.mj_step(m, d, nstep=25)  # let contacts settle before the first observation
         mujoco.mj_forward(m, d)
         self.layout = layout

@@ -30,6 +30,8 @@ CLOSED_ENOUGH = 0.01  # and as closed
 NEXT_TO_RANGE = (0.04, 0.12)  # centre distance (m) that counts as "next to"
 NEXT_TO_OFFSET = 0.075  # where the expert puts the object, from the reference's centre
 MOVE_DISTANCE = 0.10  # how far the expert moves the arm in the "move" family (m); success needs 0.08 along it
+# Where a "move" episode may start and end (m, world): anywhere a task might leave the arm, clear of the table.
+MOVE_BOX = ((0.30, -0.28, 0.10), (0.66, 0.28, 0.38))
 
 # The "move" family: RT-H language motions (the labeller's own words first) and the ways a person says them.
 MOVE_DIRECTIONS: dict[str, tuple[tuple[float, float, float], tuple[str, ...]]] = {
@@ -268,10 +270,12 @@ class Move(Task):
     """Move the arm about 10 cm in a named direction: episodes whose instruction is a language motion.
 
     A correction such as "move arm left" reaches an MDT policy as its
-    instruction for a while (YAY-style); labelled motions inside task demos
-    cover the directions those tasks happen to use, these cover all six
-    evenly, from the start pose. Half the instructions are the labeller's
-    own phrase, half how a person would say it.
+    instruction for a while (YAY-style), in the middle of some task, with the
+    arm anywhere. Labelled motions inside task demos cover the directions
+    those tasks happen to use; these episodes cover all six evenly, from a
+    start pose drawn anywhere in `MOVE_BOX` (params["start_ee"], which the
+    env moves the arm to). Half the instructions are the labeller's own
+    phrase, half how a person would say it.
     """
 
     family = "move"
@@ -280,6 +284,9 @@ class Move(Task):
         name = _pick(rng, list(MOVE_DIRECTIONS))
         direction, phrases = MOVE_DIRECTIONS[name]
         d = np.array(direction, float)
+        low, high = np.array(MOVE_BOX[0]), np.array(MOVE_BOX[1])
+        # leave room to move that way: start at least MOVE_DISTANCE from the box's side it heads for
+        start_ee = rng.uniform(low + np.maximum(-d, 0) * MOVE_DISTANCE, high - np.maximum(d, 0) * MOVE_DISTANCE)
         text = phrases[0] if rng.random() < 0.5 else _pick(rng, phrases[1:])
         origin: list[np.ndarray] = []  # the end effector where the episode starts (set on the reset's first check)
 
@@ -289,7 +296,7 @@ class Move(Task):
             delta = w.ee_pos() - origin[0]
             return float(delta @ d) >= MOVE_DISTANCE - 0.02 and float(np.linalg.norm(delta - (delta @ d) * d)) < 0.03
 
-        return Goal(self.family, text, [Stage(text, success)], success, {"direction": name})
+        return Goal(self.family, text, [Stage(text, success)], success, {"direction": name, "start_ee": start_ee})
 
 
 def free_spot_next_to(
