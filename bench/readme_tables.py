@@ -204,7 +204,21 @@ def deploy_parity() -> str | None:
             f"{', '.join(d['families'])}; {d['dropped']} stale actions dropped, {d['watchdog_trips']} watchdog trips).")
 
 
-TABLES = {"robot_link": robot_link, "deploy_parity": deploy_parity, "policy_speed": policy_speed, "train_throughput": train_throughput, "metaworld": metaworld, "demo": demo, "success": success, "expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
+def correction_following() -> str | None:
+    """bench/correction_following.py: does a checkpoint obey live language motions mid-task."""
+    d = _load("correction_following")
+    if d is None:
+        return None
+    text = (f"Mid-task language-motion corrections ({d['trials']} trials on {d['task']}: six directions, a correction "
+            f"after 3 ticks, obeyed = the arm went more than {100 * d['min_move_m']:.0f} cm further that way than "
+            f"without it): **{d['obeyed_rate']:.0%}** obeyed by {d['checkpoint']}")
+    if "baseline_obeyed_rate" in d:
+        text += (f", {d['baseline_obeyed_rate']:.0%} by {d['baseline']} "
+                 f"({d['obeyed_rate'] / d['baseline_obeyed_rate'] if d['baseline_obeyed_rate'] else float('inf'):.1f}×)")
+    return text + "."
+
+
+TABLES = {"correction_following": correction_following, "robot_link": robot_link, "deploy_parity": deploy_parity, "policy_speed": policy_speed, "train_throughput": train_throughput, "metaworld": metaworld, "demo": demo, "success": success, "expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
           "eval_success": lambda: _eval_results("success"), "eval_metaworld": lambda: _eval_results("metaworld")}
 
 
