@@ -1,8 +1,9 @@
 """Robot link latency: observation -> action round trip over loopback, p50 / p99, two 128x128 cameras.
 
-The robot server serves the sim twin (front + wrist, 128x128 RGB + depth);
-a `RemoteRobot` client steps it as fast as it answers (the robot's tick
-wait is switched off for this measurement). The figure is the client's
+The robot server serves the sim twin (front + wrist, 128x128 RGB + depth)
+from its own process, as it would next to an arm; a `RemoteRobot` client in
+this process steps it as fast as it answers (the robot's tick wait is
+switched off for this measurement: `--no-realtime-robot` of the server). The figure is the client's
 wall time per step minus the time the server spent inside the embodiment
 (`server_step_ms`: physics read-out and rendering), i.e. encoding, the
 ZeroMQ transport both ways, decoding and the server's own handling. No
@@ -64,43 +65,60 @@ def zmq_echo_floor(payload_bytes: int, n: int) -> np.ndarray:
     return np.array(out)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--size", type=int, default=128, help="camera image size (pixels)")
     args = ap.parse_args()
 
-    import dataclasses
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
 
     from embodied.types import Action
     from hardware import wire
-    from hardware.client import RemoteRobot
-    from hardware.config import load_robot_config
-    from hardware.robots import make_robot
-    from hardware.server import RobotServer, ServerConfig
+    from hardware.client import LinkError, RemoteRobot
 
-    cfg = load_robot_config("sim-twin")
-    cfg = dataclasses.replace(cfg, cameras=tuple(dataclasses.replace(c, width=args.size, height=args.size)
-                                                 for c in cfg.cameras))
-    robot = make_robot(cfg)
-    robot.realtime = False  # measure the link, not the 10 Hz tick
-    server = RobotServer(robot, ServerConfig(port=0, watchdog_s=cfg.watchdog_s)).start()
-    client = RemoteRobot(server.address)
-    obs = client.reset(seed=0)
-    action = Action(np.zeros(client.spec.action.dim, np.float32), client.spec.action)
-    action.value[-1] = 1.0
-    reply_bytes = len(wire.pack({"type": "obs", "seq": 1, "obs": wire.encode_observation(obs)}))
-    link, total = [], []
-    for i in range(args.steps + 20):
-        t0 = time.perf_counter()
-        r = client.step(action)
-        dt = 1000 * (time.perf_counter() - t0)
-        if i >= 20:  # warm-up
-            link.append(dt - r.info["server_step_ms"])
-            total.append(dt)
-    client.close()
-    server.stop()
-    robot.close()
+    toml = Path(tempfile.mkdtemp()) / "twin.toml"
+    text = (Path(__file__).resolve().parents[1] / "hardware" / "configs" / "sim-twin.toml").read_text()
+    toml.write_text(text.replace("width = 128", f"width = {args.size}").replace("height = 128", f"height = {args.size}"))
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "hardware.server", "--robot", str(toml), "--port", str(port),
+                               "--no-realtime-robot"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                client = RemoteRobot(f"tcp://127.0.0.1:{port}", timeout_s=2.0, retries=0)
+                break
+            except LinkError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+        obs = client.reset(seed=0)
+        action = Action(np.zeros(client.spec.action.dim, np.float32), client.spec.action)
+        action.value[-1] = 1.0
+        reply_bytes = len(wire.pack({"type": "obs", "seq": 1, "obs": wire.encode_observation(obs)}))
+        link, total = [], []
+        for i in range(args.steps + 20):
+            t0 = time.perf_counter()
+            r = client.step(action)
+            dt = 1000 * (time.perf_counter() - t0)
+            if i >= 20:  # warm-up
+                link.append(dt - r.info["server_step_ms"])
+                total.append(dt)
+        client.close()
+    finally:
+        server.terminate()
+        server.wait(10)
     link = np.array(link)
     floor = zmq_echo_floor(reply_bytes, args.steps)
     p50, p99 = np.percentile(link, 50), np.percentile(link, 99)

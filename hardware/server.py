@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import queue
 import sys
@@ -98,6 +99,10 @@ class RobotServer:
         # Python hands the GIL between threads every 5 ms by default: that would be the link's p99 while the
         # twin's physics or the control thread runs Python. A robot server is latency-bound, not throughput-bound.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
+        # A full garbage collection walks every object the process holds (MuJoCo, the scene, the renderer): tens
+        # of ms in the middle of a step. Freezing what exists now leaves the collector only the per-step garbage.
+        gc.collect()
+        gc.freeze()
         io = threading.Thread(target=self._io_loop, name="robot-server-io", daemon=True)
         ctl = threading.Thread(target=self._control_loop, name="robot-server-control", daemon=True)
         self._threads = [io, ctl]
@@ -334,12 +339,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--host", default="127.0.0.1", help="address to bind; anything but 127.0.0.1 exposes the arm")
     ap.add_argument("--port", type=int, default=5555)
     ap.add_argument("--task", default=None, help="sim twin only: the tabletop family laid out on each reset")
+    ap.add_argument("--no-realtime-robot", action="store_true",
+                    help="answer each step at once instead of at the control rate (link benchmarks only)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_robot_config(args.robot)
     if args.task:
         cfg = dataclasses.replace(cfg, connection={**cfg.connection, "task": args.task})
-    server = RobotServer(make_robot(cfg), ServerConfig(args.host, args.port, cfg.watchdog_s, cfg.max_action_age_s),
+    robot = make_robot(cfg)
+    robot.realtime = not args.no_realtime_robot
+    server = RobotServer(robot, ServerConfig(args.host, args.port, cfg.watchdog_s, cfg.max_action_age_s),
                          cfg.safety_config())
     server.start()
     print(f"serving {cfg.name} on {server.address} (watchdog {1000 * cfg.watchdog_s:.0f} ms); Ctrl-C stops",
