@@ -1,5 +1,7 @@
 """MDT networks: token shapes, the attention structure (non-causal encoder, causal decoder), MGF and CLA heads."""
 
+import copy
+
 import pytest
 import torch
 
@@ -145,3 +147,19 @@ def test_invalid_config_is_refused_with_the_reason():
         MDTConfig(instruction_probs=(0.0, 0.0, 0.0))
     with pytest.raises(ValueError, match="mgf_patch"):
         MDTConfig(mgf_image_size=(30, 30), mgf_patch=8)
+
+
+def test_traced_decoder_matches_eager_and_follows_weight_changes():
+    m = MDTModel(MDTConfig(), ("front",), state_dim=5, action_dim=7).eval()
+    context = torch.randn(2, m.n_tokens, 128)
+    x, level = torch.randn(2, 10, 7), torch.tensor([0.2, -0.4])
+    with torch.inference_mode():
+        torch.testing.assert_close(m.action_network(context, traced=True)(x, level),
+                                   m.action_network(context)(x, level))
+    with torch.no_grad():
+        m.action_out.weight.add_(0.5)  # training or loading changes the weights in place: the trace follows
+    with torch.inference_mode():
+        torch.testing.assert_close(m.action_network(context, traced=True)(x, level),
+                                   m.action_network(context)(x, level))
+    assert not any("trace" in k for k in m.state_dict())
+    copy.deepcopy(m)  # EMA copies the model; traces live outside it

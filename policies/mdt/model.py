@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
+import weakref
 
 import torch
 from torch import nn
@@ -291,17 +293,60 @@ class MDTModel(nn.Module):
         return self.encoder_norm(x)
 
     # -- decoder ------------------------------------------------------------------------------
-    def action_network(self, context: torch.Tensor):
-        """F(x_in (B, chunk, D), c_noise (B,)) -> (B, chunk, D), conditioned on `context` (B, N, d)."""
+    def decoder_step(self, x_in: torch.Tensor, noise_level: torch.Tensor, *kv: torch.Tensor) -> torch.Tensor:
+        """One evaluation of the denoiser network: x_in (B, chunk, D), noise_level (B,) -> (B, chunk, D).
+
+        kv: every decoder block's cross-attention keys and values, flattened (k0, v0, k1, v1, ...).
+        """
+        c = self.sigma_mlp(sinusoidal(noise_level, self.cfg.d_model))
+        x = self.action_in(x_in) + self.action_pos
+        for i, block in enumerate(self.decoder):
+            x = block(x, (kv[2 * i], kv[2 * i + 1]), c, self.decoder_self_mask, self.cross_mask)
+        shift, scale = self.final_ada(c).chunk(2, dim=-1)
+        return self.action_out(_modulate(self.final_norm(x), shift, scale))
+
+    def action_network(self, context: torch.Tensor, traced: bool = False):
+        """F(x_in (B, chunk, D), c_noise (B,)) -> (B, chunk, D), conditioned on `context` (B, N, d).
+
+        traced: run a TorchScript trace of `decoder_step` (inference only, no autograd). The ten
+        denoising steps of a replan are ~30 small ops each, and the trace drops Python's cost between
+        them (about 2x faster per step on a CPU). It shares this model's parameters, so it follows
+        training and loading; one trace is kept per batch size, dtype and device.
+        """
         # The context is the same at every denoising step: project its keys/values once.
-        cross = [block.cross_attn.keys_values(context) for block in self.decoder]
+        kv = [t for block in self.decoder for t in block.cross_attn.keys_values(context)]
+        step = self._trace(context.shape[0], context.dtype, context.device) if traced else self.decoder_step
 
         def network(x_in: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
-            c = self.sigma_mlp(sinusoidal(noise_level, self.cfg.d_model))
-            x = self.action_in(x_in) + self.action_pos
-            for block, kv in zip(self.decoder, cross):
-                x = block(x, kv, c, self.decoder_self_mask, self.cross_mask)
-            shift, scale = self.final_ada(c).chunk(2, dim=-1)
-            return self.action_out(_modulate(self.final_norm(x), shift, scale))
+            return step(x_in, noise_level, *kv)
 
         return network
+
+    def _trace(self, batch: int, dtype: torch.dtype, device: torch.device):
+        key = (batch, dtype, device)
+        cache = _TRACES.setdefault(self, {})
+        if key not in cache:
+            d, n, heads = self.cfg.d_model, self.n_tokens, self.cfg.n_heads
+            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                example = (torch.zeros(batch, self.cfg.chunk, self.action_dim, dtype=dtype, device=device),
+                           torch.ones(batch, dtype=dtype, device=device),
+                           *[torch.zeros(batch, heads, n, d // heads, dtype=dtype, device=device)
+                             for _ in range(2 * len(self.decoder))])
+                cache[key] = torch.jit.trace(_DecoderStep(self), example, check_trace=False)
+        return cache[key]
+
+
+# model -> {(batch, dtype, device): trace}; kept outside the model so that copies, EMA and state dicts never see it
+_TRACES: weakref.WeakKeyDictionary[MDTModel, dict] = weakref.WeakKeyDictionary()
+
+
+class _DecoderStep(nn.Module):
+    """`MDTModel.decoder_step` as a module's forward, so that it can be traced (holds the model, adds nothing)."""
+
+    def __init__(self, model: MDTModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x_in: torch.Tensor, noise_level: torch.Tensor, *kv: torch.Tensor) -> torch.Tensor:
+        return self.model.decoder_step(x_in, noise_level, *kv)

@@ -255,7 +255,7 @@ class MDTPolicy(nn.Module):
                                    f"batch['{GOAL_PREFIX + self.goal_camera}'] (goal images)")
                 context = self.model.encode(obs, goal)
                 shape = (obs.shape[0], self.config.chunk, self._spec.action.dim)
-                x = edm.sample(self.model.action_network(context), shape, self.scheduler, self.config.sampling_steps,
+                x = edm.sample(self.model.action_network(context, traced=True), shape, self.scheduler, self.config.sampling_steps,
                                self.config.sigma_data, generator=generator, device=self.device)
                 actions = self.normalizer.unnormalize(ACTION, x)
                 return torch.max(torch.min(actions, self._high.to(actions)), self._low.to(actions))
