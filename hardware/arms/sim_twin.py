@@ -89,8 +89,6 @@ class SimTwinArm:
                             float(state["gripper"][0]))
 
     def command(self, target: ArmTarget) -> None:
-        import mujoco  # noqa: F401  (imported by the env already; keeps the IK's inputs current below)
-
         env = self.env
         s = env.scene
         with self.lock:
