@@ -211,9 +211,10 @@ def correction_following() -> str | None:
         return None
     text = (f"Mid-task language-motion corrections ({d['trials']} trials on {d['task']}: six directions, a correction "
             f"after 3 ticks, obeyed = the arm went more than {100 * d['min_move_m']:.0f} cm further that way than "
-            f"without it): **{d['obeyed_rate']:.0%}** obeyed by {d['checkpoint']}")
+            f"without it): **{d['obeyed_rate']:.0%}** obeyed, {100 * d['mean_move_m']:+.1f} cm on average in the "
+            f"named direction, by {d['checkpoint']}")
     if "baseline_obeyed_rate" in d:
-        text += (f", {d['baseline_obeyed_rate']:.0%} by {d['baseline']} "
+        text += (f"; {d['baseline_obeyed_rate']:.0%} and {100 * d['baseline_mean_move_m']:+.1f} cm by {d['baseline']} "
                  f"({d['obeyed_rate'] / d['baseline_obeyed_rate'] if d['baseline_obeyed_rate'] else float('inf'):.1f}×)")
     return text + "."
 
