@@ -22,8 +22,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,10 @@ def deploy(cfg: DeployConfig, *, stdin=None) -> list[Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (kill, systemd, a supervisor) must unwind like Ctrl-C does, so that the `finally` below stops
+        # the robot server process this command started instead of leaving it serving an arm with no policy.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     server = None
     if cfg.address is None:
         server = RobotServerProcess(cfg.robot, cfg.port, cfg.task, log=out / "robot_server.log")

@@ -76,3 +76,28 @@ def test_estop_from_the_command_line_latches_until_released(tmp_path):
         robot.close()
     finally:
         server.stop()
+
+
+def test_a_terminated_deploy_stops_the_robot_server_it_started(checkpoint, tmp_path):
+    import subprocess
+    import sys
+
+    port = free_port()
+    robot = twin_toml(tmp_path / "twin.toml", 32)
+    proc = subprocess.Popen([sys.executable, "-m", "embodied.cli", "deploy", "--policy", str(checkpoint), "--robot",
+                             str(robot), "--port", str(port), "--episodes", "50", "--max-steps", "5", "--no-web",
+                             "--no-terminal", "--out", str(tmp_path / "run")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith("episode 0"):
+            break
+    proc.terminate()  # SIGTERM, as a supervisor or `kill` sends it
+    assert proc.wait(30) == 143
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                break  # nothing listens there any more: the server process is gone
+        time.sleep(0.2)
+    else:
+        pytest.fail("the robot server still listens after its deploy process was terminated")
