@@ -51,6 +51,7 @@ import tomllib
 
 from embodied.safety import SafetyConfig
 from embodied.types import ActionSpec, CameraSpec, EmbodimentSpec
+from hardware.robot import state_keys
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -155,8 +156,8 @@ class RobotConfig:
         return ActionSpec("joint_pos", lo, hi, self.control_hz, names, units)
 
     def embodiment_spec(self) -> EmbodimentSpec:
-        state = {"joint_pos": self.n_joints, "joint_vel": self.n_joints, "ee_pos": 3, "ee_quat": 4, "gripper": 1}
-        return EmbodimentSpec(self.name, tuple(c.spec() for c in self.cameras), state, self.action_spec())
+        return EmbodimentSpec(self.name, tuple(c.spec() for c in self.cameras), state_keys(self.n_joints),
+                              self.action_spec())
 
     @property
     def workspace(self) -> tuple[np.ndarray, np.ndarray]:

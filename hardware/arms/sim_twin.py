@@ -155,10 +155,6 @@ class SimTwinArm:
     def make_camera(self, config: CameraConfig) -> SimTwinCamera:
         return SimTwinCamera(self, config)
 
-    @property
-    def workspace(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.env.workspace
-
     # ---------------------------------------------------------------- physics thread
     def _slice(self) -> None:
         import mujoco
