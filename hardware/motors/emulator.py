@@ -344,6 +344,9 @@ class BusModel:
                 if dropped:
                     continue
                 return out
+            # Stamped with the read's time, the clock the bus watchdog counts from, so that
+            # "stopped N ms after the last packet" compares like with like.
+            packet = dataclasses.replace(packet, time=now)
             self.received.append(packet)
             out += self._handle(packet, now)
 
