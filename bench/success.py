@@ -59,6 +59,8 @@ def random_policy_success(task: str, episodes: int) -> float:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demos", type=int, default=50, help="expert demonstrations per family")
+    ap.add_argument("--goals-per-layout", type=int, default=1,
+                    help="demonstrate each scene with this many goals (see CollectConfig.goals_per_layout)")
     ap.add_argument("--episodes", type=int, default=50, help="evaluation episodes per family")
     ap.add_argument("--steps", type=int, default=20_000, help="training steps per model")
     ap.add_argument("--batch-size", type=int, default=64)
@@ -81,9 +83,13 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"not single-step families: {unknown}; choose from {SINGLE_STEP}")
     tasks = tuple(f"tabletop/{f}-v0" for f in families)
     data = args.work / "data"
-    if not (data / "meta" / "info.json").exists():
-        shutil.rmtree(data, ignore_errors=True)
-        collect(CollectConfig(tasks=tasks, episodes_per_task=args.demos, out=data))
+    wanted = {"tasks": list(tasks), "demos": args.demos, "goals_per_layout": args.goals_per_layout}
+    made = args.work / "data_settings.json"
+    if not (data / "meta" / "info.json").exists() or not made.exists() or json.loads(made.read_text()) != wanted:
+        shutil.rmtree(args.work, ignore_errors=True)  # runs trained on other data are stale too
+        collect(CollectConfig(tasks=tasks, episodes_per_task=args.demos, goals_per_layout=args.goals_per_layout,
+                              out=data))
+        made.write_text(json.dumps(wanted))
 
     base = train_config_type("mdt").__dataclass_fields__["policy"].type()
     base = dataclasses.replace(base, image_size=(args.image_size, args.image_size))
@@ -119,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio_vs_ablation": (infos["full"]["mean_success"] / infos["ablation"]["mean_success"]
                               if "ablation" in infos and infos["ablation"]["mean_success"] else None),
         "train_minutes": minutes,
-        "settings": {"demos_per_task": args.demos, "episodes_per_task": args.episodes, "steps": args.steps,
+        "settings": {"demos_per_task": args.demos, "goals_per_layout": args.goals_per_layout,
+                     "episodes_per_task": args.episodes, "steps": args.steps,
                      "batch_size": args.batch_size, "image_size": args.image_size, "tasks": list(tasks),
                      "device": "cpu", "cpu_count": os.cpu_count()},
     }

@@ -28,7 +28,10 @@ class CollectConfig:
     episodes_per_task: demonstrations attempted per task (seeds seed .. seed+n-1).
     cameras: camera names to record (None: the env's default cameras).
     workers: parallel environment processes. keep_failures: also write
-    episodes where the expert failed (flagged success=False)."""
+    episodes where the expert failed (flagged success=False).
+    goals_per_layout: > 1 demonstrates each scene with that many goals
+    (consecutive seeds share a layout; tabletop envs), so that a policy must
+    read the instruction to tell them apart."""
 
     tasks: tuple[str, ...] = ("tabletop/",)
     episodes_per_task: int = 5
@@ -38,6 +41,7 @@ class CollectConfig:
     cameras: tuple[str, ...] | None = None
     image_size: int = 128
     keep_failures: bool = False
+    goals_per_layout: int = 1
 
 
 @dataclasses.dataclass
@@ -74,6 +78,8 @@ def env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"image_size": (cfg.image_size, cfg.image_size)}
     if cfg.cameras is not None:
         kwargs["cameras"] = tuple(cfg.cameras)
+    if cfg.goals_per_layout != 1:  # only envs that share scenes between seeds take it (tabletop)
+        kwargs["goals_per_layout"] = cfg.goals_per_layout
     return kwargs
 
 

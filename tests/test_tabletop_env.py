@@ -161,6 +161,28 @@ def test_reset_is_deterministic_per_seed_and_rollouts_repeat():
     assert a.layout.poses != b.layout.poses or other["instruction"] != ib["instruction"]
 
 
+def test_goals_per_layout_shows_one_scene_with_several_goals():
+    """goals_per_layout=4: seeds 8..11 share scene 2 and differ in their goals; seed 12 starts a new scene."""
+    env = TabletopEnv(task="reach", cameras=(), goals_per_layout=4)
+    scenes, targets = [], []
+    for seed in range(8, 13):
+        env.reset(seed=seed)
+        scenes.append(env.layout.poses)
+        targets.append((env.goal.params["object"], env.instruction))
+    assert all(p == scenes[0] for p in scenes[1:4]) and scenes[4] != scenes[0]
+    assert len({obj for obj, _ in targets[:4]}) > 1  # the instruction now says which object, not the picture
+    env.reset(seed=9)
+    assert (env.goal.params["object"], env.instruction) == targets[1]  # still one episode per seed
+    drawer = TabletopEnv(task="close-drawer", cameras=(), goals_per_layout=4)  # one drawer: nothing to choose
+    openings = []
+    for seed in (8, 9):
+        drawer.reset(seed=seed)
+        openings.append(drawer.world.drawer_opening())
+    assert openings[0] != openings[1]  # every seed its own scene, as without the option
+    with pytest.raises(ValueError, match="goals_per_layout"):
+        TabletopEnv(task="reach", goals_per_layout=0)
+
+
 def test_instruction_override_and_long_horizon_subtasks():
     env = TabletopEnv(task="drawer-store", cameras=())
     _, info = env.reset(seed=2, options={"instruction": "tidy up the block"})

@@ -52,6 +52,11 @@ class TabletopConfig:
     max_translation: float = 0.03  # per tick
     max_rotation: float = 0.2  # per tick
     max_episode_steps: int | None = None  # None: the family's default
+    # > 1: reset(seed=s) lays out scene s // n and draws its (s % n)-th goal, so that consecutive seeds show one
+    # scene with n instructions. Demonstrations collected so make the instruction matter: with one goal per
+    # scene the image alone tells a policy which demo it is in, and it learns to ignore the words.
+    # Families with nothing to choose (the drawer ones) ignore it.
+    goals_per_layout: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cameras", tuple(self.cameras))
@@ -63,6 +68,8 @@ class TabletopConfig:
         bad = [c for c in self.cameras if c not in CAMERAS]
         if bad:
             raise ValueError(f"unknown cameras {bad}; the tabletop scene has {CAMERAS} (use cameras=() for state only)")
+        if self.goals_per_layout < 1:
+            raise ValueError(f"goals_per_layout must be >= 1, got {self.goals_per_layout}")
         if len(self.image_size) != 2 or min(self.image_size) < 8:
             raise ValueError(f"image_size must be (height, width) of at least 8 pixels, got {self.image_size}")
         steps = self.control_hz * self.physics_dt
@@ -163,8 +170,14 @@ class TabletopEnv(gym.Env):
 
     # ------------------------------------------------------------------ episode
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        n = self.config.goals_per_layout
+        variant = None
+        if seed is not None and n > 1 and self.task.chooses_goal:
+            seed, variant = divmod(seed, n)
         super().reset(seed=seed)
         rng = self.np_random
+        # The goal's own stream when scenes are shared, so that drawing it leaves the layout's draws unchanged.
+        goal_rng = rng if variant is None else np.random.default_rng([seed, variant])
         m, d, s = self.model, self.data, self.scene
         mujoco.mj_resetData(m, d)
         q = np.clip(self.q_home + rng.normal(0.0, 0.02, s.n_arm), self._jr[:, 0], self._jr[:, 1])
@@ -178,7 +191,7 @@ class TabletopEnv(gym.Env):
         def accept(layout) -> bool:
             # Predicates compare against start positions; they are filled in once the scene has settled.
             start: dict[str, np.ndarray] = {}
-            goal = self.task.sample(rng, layout, start)
+            goal = self.task.sample(goal_rng, layout, start)
             if goal is not None:
                 chosen.append((goal, start))
             return goal is not None

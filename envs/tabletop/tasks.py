@@ -98,6 +98,9 @@ class Task:
 
     family = ""
     templates: tuple[str, ...] = ()
+    # The goal picks among things in the scene (an object, a place, a direction), so one scene can be
+    # demonstrated with several goals (TabletopConfig.goals_per_layout).
+    chooses_goal = True
 
     def __init__(self, scene: Scene):
         self.scene = scene
@@ -219,6 +222,7 @@ class Stack(Task):
 
 class OpenDrawer(Task):
     family = "open-drawer"
+    chooses_goal = False  # one drawer: a second goal would repeat the first demo
     templates = ("open the drawer", "pull the drawer open", "slide the drawer out", "pull out the drawer")
 
     def _goal(self, rng, layout, start):
@@ -227,6 +231,7 @@ class OpenDrawer(Task):
 
 class CloseDrawer(Task):
     family = "close-drawer"
+    chooses_goal = False  # one drawer: a second goal would repeat the first demo
     templates = ("close the drawer", "push the drawer shut", "slide the drawer closed", "shut the drawer")
 
     def drawer_opening(self, rng):
