@@ -49,7 +49,7 @@ class MDTConfig:
     correction_hold_steps: int = 10       # ticks a correction replaces the task instruction
 
     # --- diffusion (EDM) -------------------------------------------------------------------------
-    sigma_data: float = 0.5
+    sigma_data: float = 0.5          # std of the normalised actions that EDM preconditioning assumes
     sigma_min: float = 0.001
     sigma_max: float = 80.0
     sigma_loc: float = -0.6931471805599453   # ln 0.5: log-logistic training density location
