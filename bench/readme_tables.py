@@ -98,8 +98,10 @@ def success() -> str | None:
         f"\nMean success **{d['mean_success']:.1%}**"
         + (f" vs **{ablation:.1%}** without MGF and CLA ({d['ratio_vs_ablation']:.2f}×)" if ablation is not None else "")
         + f"; a uniformly random policy gets {d['random_mean_success']:.1%}. Settings: {st['demos_per_task']} demos "
-        f"and {st['episodes_per_task']} evaluation episodes per task, {st['steps']} steps at batch {st['batch_size']}, "
-        f"{st['image_size']}×{st['image_size']} images, trained on {st['cpu_count']} CPU cores in "
+        + (f"({st['goals_per_layout']} goals per scene) " if st.get("goals_per_layout", 1) > 1 else "")
+        + f"and {st['episodes_per_task']} evaluation episodes per task, {st['steps']} steps at batch {st['batch_size']}, "
+        f"{st['image_size']}×{st['image_size']} images, trained on "
+        + (f"{st['cpu_count']} CPU cores" if st.get("device", "cpu") == "cpu" else st["device"]) + " in "
         + ", ".join(f"{k} {v:.0f} min" for k, v in d["train_minutes"].items()) + "."
     )
     return "\n".join(rows)

@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     from embodied.collect import CollectConfig, collect
     from embodied.evaluate import EvalConfig, evaluate
+    import torch
+
     from embodied.train import TrainConfig, train, train_config_type
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the training loop takes the GPU when there is one
 
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     unknown = sorted(set(families) - set(SINGLE_STEP))
@@ -109,7 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
         minutes[name] = (time.monotonic() - t) / 60
         out = args.results / ("success" if name == "full" else "success_ablation")
         infos[name] = evaluate(EvalConfig(checkpoint=str(run_dir), tasks=tasks, episodes=args.episodes,
-                                          num_envs=args.num_envs, seed0=EVAL_SEED0, out=str(out), videos=1))
+                                          num_envs=args.num_envs, seed0=EVAL_SEED0, out=str(out), videos=1,
+                                          device=device))
     floor = {t: random_policy_success(t, args.episodes) for t in tasks}
 
     print(f"\n{'task':28s}{'MDT':>8s}{'no MGF/CLA':>12s}{'random':>8s}{'ratio':>8s}")
@@ -128,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {"demos_per_task": args.demos, "goals_per_layout": args.goals_per_layout,
                      "episodes_per_task": args.episodes, "steps": args.steps,
                      "batch_size": args.batch_size, "image_size": args.image_size, "tasks": list(tasks),
-                     "device": "cpu", "cpu_count": os.cpu_count()},
+                     "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+                     "cpu_count": os.cpu_count()},
     }
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "success.json").write_text(json.dumps(result, indent=2))
