@@ -299,9 +299,9 @@ class Runner:
                     ep = running[slot]
                     if ep.done or (self.config.max_steps is not None and ep.steps >= self.config.max_steps):
                         results[ep.job] = self._finish(slot, ep)
+                        del running[slot]  # saved: from here on a crash (or on_result's) must not discard it
                         if on_result:
                             on_result(ep.job, results[ep.job])
-                        del running[slot]
                         if next_job < len(jobs):
                             running[slot] = self._start(slot, next_job, jobs[next_job])
                             next_job += 1

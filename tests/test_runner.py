@@ -7,7 +7,7 @@ from embodied import Action, Correction, Observation
 from embodied.channels import ScheduledChannel
 from embodied.episode import EpisodeBuffer
 from embodied.expert import ExpertPolicy
-from embodied.runner import Runner, RunnerConfig
+from embodied.runner import EpisodeJob, Runner, RunnerConfig
 from embodied.sim import GymEmbodiment
 
 
@@ -117,6 +117,22 @@ def test_a_crashing_policy_discards_the_episode(robot):
     with pytest.raises(RuntimeError, match="policy died"):
         Runner(robot, policy, recorder=rec).run_episode(seed=0)
     rec.start_episode("next")  # the buffer is free again: the broken episode was discarded
+
+
+def test_an_interrupt_after_an_episode_is_saved_keeps_it(robot, tmp_path):
+    """Ctrl-C or SIGTERM (deploy turns it into SystemExit) can land in on_result, just after an episode was
+    saved: the interrupt propagates as itself and the saved episode stays in the dataset."""
+    from embodied.data import DatasetWriter, open_dataset
+
+    def interrupt(job, result):
+        raise KeyboardInterrupt
+
+    policy = ConstantPolicy(robot.spec, np.r_[np.zeros(6), 1.0])
+    with DatasetWriter(tmp_path / "d", robot.spec, robot_type=robot.spec.name) as writer:
+        runner = Runner(robot, policy, recorder=writer, config=RunnerConfig(max_steps=3))
+        with pytest.raises(KeyboardInterrupt):
+            runner.run_episodes([EpisodeJob(seed=0), EpisodeJob(seed=1)], on_result=interrupt)
+    assert open_dataset(tmp_path / "d").num_episodes == 1
 
 
 def test_runner_refuses_a_policy_for_another_embodiment(robot):

@@ -92,7 +92,8 @@ def test_a_terminated_deploy_stops_the_robot_server_it_started(checkpoint, tmp_p
         if line.startswith("episode 0"):
             break
     proc.terminate()  # SIGTERM, as a supervisor or `kill` sends it
-    assert proc.wait(30) == 143
+    rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 143, rest
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with socket.socket() as s:
