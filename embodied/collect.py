@@ -31,7 +31,8 @@ class CollectConfig:
     episodes where the expert failed (flagged success=False).
     goals_per_layout: > 1 demonstrates each scene with that many goals
     (consecutive seeds share a layout; tabletop envs), so that a policy must
-    read the instruction to tell them apart."""
+    read the instruction to tell them apart. It trades distinct scenes for
+    instructions: for the same number of demos there are n times fewer scenes."""
 
     tasks: tuple[str, ...] = ("tabletop/",)
     episodes_per_task: int = 5
