@@ -73,10 +73,10 @@ def main(argv: list[str] | None = None) -> dict:
                     help="folder for success.json and the eval_info.json folders (default: bench/results)")
     args = ap.parse_args(argv)
 
-    from embodied.collect import CollectConfig, collect
-    from embodied.evaluate import EvalConfig, evaluate
     import torch
 
+    from embodied.collect import CollectConfig, collect
+    from embodied.evaluate import EvalConfig, evaluate
     from embodied.train import TrainConfig, train, train_config_type
 
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the training loop takes the GPU when there is one
