@@ -7,7 +7,9 @@
 1. Collects `--demos` scripted-expert demonstrations per task (seeds 0..demos-1,
    failed ones dropped) with Meta-World's default cameras, corner and
    gripperPOV, at `--image-size` pixels.
-2. Trains ONE MDT on all tasks at once, conditioned on the tasks' instructions.
+2. Trains ONE MDT on all tasks at once, conditioned on the tasks' instructions,
+   seeing the images and only the arm's own state (hand position, gripper),
+   as the published protocol gives its models (`--state-keys`).
 3. Evaluates it in the published protocol: v3 tasks, `--episodes` per task on
    seeds from 10000, the env's own 500-step limit, success at any step (the
    env terminates on success).
@@ -87,13 +89,14 @@ def collect_demos(tasks: tuple[str, ...], demos: int, image_size: int, out: Path
     return json.loads(info.read_text())["total_episodes"]
 
 
-def train_mdt(data: Path, runs: Path, name: str, steps: int, batch_size: int, image_size: int) -> float:
+def train_mdt(data: Path, runs: Path, name: str, steps: int, batch_size: int, image_size: int,
+              state_keys: tuple[str, ...]) -> float:
     """Train (or resume to `steps`) the MDT run runs/name on `data`; returns its total training time in minutes."""
     from embodied.train import TrainConfig, train, train_config_type
 
     run_dir, last = runs / name, runs / name / "checkpoints" / "last"
     policy_cfg = train_config_type("mdt").__dataclass_fields__["policy"].type()
-    policy_cfg = dataclasses.replace(policy_cfg, image_size=(image_size, image_size))
+    policy_cfg = dataclasses.replace(policy_cfg, image_size=(image_size, image_size), state_keys=state_keys)
     if not last.exists() or json.loads(last.read_text())["step"] < steps:
         train(TrainConfig(dataset=(str(data),), policy="mdt", steps=steps, batch_size=batch_size,
                           output_dir=str(runs), name=name, save_every=max(1, steps // 4),
@@ -113,6 +116,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--image-size", type=int, default=64, help="camera and policy image size (pixels)")
     ap.add_argument("--num-envs", type=int, default=2, help="parallel evaluation envs")
+    ap.add_argument("--state-keys", default="ee_pos,gripper",
+                    help="state entries the policy reads; the default is the published protocol's proprioception "
+                         "(LeRobot's agent_pos: hand position and gripper); 'all' adds Meta-World's own 39-d "
+                         "observation, whose object and goal poses no image-based peer is given")
     ap.add_argument("--max-steps", type=int, default=None,
                     help="cap on steps per evaluation episode, for smoke runs only (default: the env's 500)")
     ap.add_argument("--work", type=Path, default=None, help="data and runs (default outputs/bench_<name>)")
@@ -138,9 +145,10 @@ def main(argv: list[str] | None = None) -> dict:
     digest = hashlib.sha1(",".join(tasks).encode()).hexdigest()[:6]
     tag = set_name if tasks == get_set(set_name) else f"{len(tasks)}tasks-{digest}"
     data = work / f"data_{tag}_{args.demos}demos_{args.image_size}px"
-    run = f"mdt_{data.name.removeprefix('data_')}_b{args.batch_size}"
+    state_keys = () if args.state_keys == "all" else tuple(k.strip() for k in args.state_keys.split(",") if k.strip())
+    run = f"mdt_{data.name.removeprefix('data_')}_b{args.batch_size}_state-{'+'.join(state_keys) or 'all'}"
     kept = collect_demos(tasks, args.demos, args.image_size, data)
-    minutes = train_mdt(data, work / "runs", run, args.steps, args.batch_size, args.image_size)
+    minutes = train_mdt(data, work / "runs", run, args.steps, args.batch_size, args.image_size, state_keys)
     info = evaluate(EvalConfig(checkpoint=str(work / "runs" / run), tasks=tuple(f"metaworld/{t}" for t in tasks),
                                episodes=args.episodes, num_envs=args.num_envs, seed0=EVAL_SEED0,
                                max_steps=args.max_steps, out=str(args.results / name), videos=1, device=device))
@@ -161,6 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {"demos": args.demos, "demos_kept": kept, "episodes": args.episodes,
                      "episode_limit": args.max_steps or EPISODE_LIMIT, "steps": args.steps,
                      "batch_size": args.batch_size, "image_size": args.image_size, "tasks": list(tasks),
+                     "state_keys": list(state_keys) or "all",
                      "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
                      "cpu_count": os.cpu_count()},
     }

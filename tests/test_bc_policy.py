@@ -145,3 +145,15 @@ def test_bad_configs_are_refused_with_the_field_named():
         BCConfig(action_horizon=4, n_action_steps=5)
     with pytest.raises(ValueError, match="language_motion_prob"):
         BCConfig(language_motion_prob=1.5)
+
+
+def test_state_keys_choose_the_state_entries_the_policy_reads(dataset):
+    torch.manual_seed(0)
+    policy = BCPolicy.from_dataset_meta(dataclasses.replace(CONFIG, state_keys=("ee_pos",)), dataset.spec,
+                                        dataset.stats)
+    batch = batch_of(dataset, policy)
+    state = batch[fmt.STATE].clone()
+    state[..., fmt.state_indices(dataset.spec, ("joint_pos", "gripper"))] += 1.0
+    assert torch.equal(policy.predict(batch | {fmt.STATE: state}), policy.predict(batch))
+    state[..., fmt.state_indices(dataset.spec, ("ee_pos",))] += 1.0
+    assert not torch.allclose(policy.predict(batch | {fmt.STATE: state}), policy.predict(batch))

@@ -13,7 +13,7 @@ import torch
 from embodied import registry
 from embodied.checkpoint import CheckpointError
 from embodied.data import open_dataset
-from embodied.data.format import ACTION, STATE
+from embodied.data.format import ACTION, STATE, state_indices
 from embodied.data.synthetic import synthetic_observation, synthetic_spec, write_synthetic_dataset
 from embodied.normalize import MissingStatisticError
 from embodied.types import Correction, SpecMismatchError
@@ -222,3 +222,26 @@ def test_act_without_any_instruction_says_what_to_do(dataset, language):
     policy.reset(None)
     with pytest.raises(ValueError, match="reset\\(instruction\\)"):
         policy.act(synthetic_observation(dataset.spec, 0))
+
+
+def test_state_keys_choose_the_state_entries_the_policy_reads(dataset, language, one_thread):
+    # Meta-World's protocol gives a policy the hand position and gripper, not the simulator's object poses.
+    policy = make(dataset, language, state_keys=("ee_pos", "gripper"))
+    assert policy.model.state_in.in_features == 4
+    with torch.no_grad():  # the AdaLN-Zero layers start at zero: give every input a path to the actions
+        for block in policy.model.decoder:
+            block.ada[1].weight.normal_(0, 0.1)
+        policy.model.final_ada[1].weight.normal_(0, 0.1)
+        policy.model.action_out.weight.normal_(0, 0.1)
+    batch = batch_for(policy, dataset)
+    before = policy.predict(batch, generator=torch.Generator().manual_seed(0))
+
+    def with_bumped(key: str) -> torch.Tensor:
+        state = batch[STATE].clone()
+        state[..., state_indices(dataset.spec, (key,))] += 1.0
+        return policy.predict(batch | {STATE: state}, generator=torch.Generator().manual_seed(0))
+
+    assert torch.equal(with_bumped("joint_pos"), before)
+    assert not torch.allclose(with_bumped("ee_pos"), before)
+    with pytest.raises(KeyError, match=r"'object_pose'\] are not in .* it has \['joint_pos'"):
+        make(dataset, language, state_keys=("object_pose",))

@@ -74,6 +74,23 @@ def state_dim(spec: EmbodimentSpec) -> int:
     return sum(spec.state.values())
 
 
+def state_indices(spec: EmbodimentSpec, keys: Sequence[str]) -> list[int]:
+    """Positions in the flat (S,) state of the entries `keys` (spec order kept); () = every position.
+
+    A policy that reads only some of the state (proprioception without a
+    simulator's privileged object poses, say) selects them with these.
+    """
+    unknown = [k for k in keys if k not in spec.state]
+    if unknown:
+        raise KeyError(f"state keys {unknown} are not in {spec.name!r}'s state; it has {list(spec.state)}")
+    out, i = [], 0
+    for key, dim in spec.state.items():
+        if not keys or key in keys:
+            out.extend(range(i, i + dim))
+        i += dim
+    return out
+
+
 def flatten_state(state: Mapping[str, np.ndarray], spec: EmbodimentSpec) -> np.ndarray:
     """{key: (d,)} -> (S,) float32, the keys concatenated in spec order."""
     return np.concatenate([np.asarray(state[k], np.float32).reshape(-1) for k in spec.state])

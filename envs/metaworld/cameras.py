@@ -50,6 +50,10 @@ class CameraRig:
     depth is rendered only when `depth` is true (an extra pass, about a tenth
     of the cost of an RGB pass with shadows). `shadows=False` skips MuJoCo's
     shadow maps, which are most of the cost on a CPU (software GL).
+    `antialiasing=False` turns the model's 4x MSAA off and `reflections=False`
+    the floor's mirror pass: on llvmpipe a 64x64 "corner" frame then takes
+    11 ms instead of 34 ms (measured with shadows off). The MSAA setting is the
+    model's (`vis.quality.offsamples`), so the rig sets it on `model`.
     """
 
     def __init__(
@@ -61,6 +65,8 @@ class CameraRig:
         width: int,
         depth: bool = True,
         shadows: bool = True,
+        antialiasing: bool = True,
+        reflections: bool = True,
     ):
         known = [model.camera(i).name for i in range(model.ncam)]
         unknown = [n for n in names if n not in known]
@@ -77,6 +83,9 @@ class CameraRig:
         self.height, self.width = int(height), int(width)
         self.depth = depth
         self.shadows = shadows
+        self.reflections = reflections
+        if not antialiasing:
+            model.vis.quality.offsamples = 0  # read when the GL context is made, i.e. by the first render
         self._ids = {n: model.camera(n).id for n in names}
         self._turned = {n: self._upside_down(model, data, self._ids[n]) for n in names}
         self._k = {n: intrinsics(float(model.cam_fovy[self._ids[n]]), self.height, self.width) for n in names}
@@ -102,6 +111,7 @@ class CameraRig:
                     "(or osmesa) before anything imports mujoco, or build the env with cameras=()"
                 ) from e
             self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = self.shadows
+            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = self.reflections
         return self._renderer
 
     def render(self, data: mujoco.MjData) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -14,7 +14,8 @@ class BCConfig:
     predicted per call (Ta, a chunk at the control rate). n_action_steps: how
     many of the chunk act() returns for the runner to execute before asking
     again (None: all Ta). cameras: which cameras to use (None: every camera
-    of the training data). language: how the instruction conditions the
+    of the training data). state_keys: which state entries to read (() = all).
+    language: how the instruction conditions the
     network — "film" scales and shifts every CNN block's channels, "concat"
     appends the embedding to the fused features, "none" ignores language.
     language_model: folder of a sentence-transformers model (None: the
@@ -29,6 +30,7 @@ class BCConfig:
     action_horizon: int = 10
     n_action_steps: int | None = None
     cameras: tuple[str, ...] | None = None
+    state_keys: tuple[str, ...] = ()
     cnn_channels: tuple[int, ...] = (32, 64, 128)
     feature_dim: int = 128
     hidden_dim: int = 256
@@ -41,6 +43,7 @@ class BCConfig:
     image_norm: Literal["mean_std", "identity"] = "mean_std"
 
     def __post_init__(self) -> None:
+        self.state_keys = tuple(self.state_keys)
         if self.obs_horizon < 1 or self.action_horizon < 1:
             raise ValueError(f"obs_horizon and action_horizon must be >= 1, got {self.obs_horizon}, "
                              f"{self.action_horizon}")

@@ -38,7 +38,8 @@ class BCPolicy(nn.Module):
         self.cameras = spec.camera_names
         # The encoder is held outside the module tree on purpose: frozen, shared, never in state_dict.
         self._encoder = None if config.language == "none" else shared_encoder(config.language_model)
-        self.net = BCNet(self.cameras, fmt.state_dim(spec), spec.action.dim, config.obs_horizon,
+        self._state_index = torch.tensor(fmt.state_indices(spec, tuple(config.state_keys)))
+        self.net = BCNet(self.cameras, len(self._state_index), spec.action.dim, config.obs_horizon,
                          config.action_horizon, tuple(config.cnn_channels), config.feature_dim, config.hidden_dim,
                          None if self._encoder is None else self._encoder.dim, config.language)
         self.reset()
@@ -79,7 +80,7 @@ class BCPolicy(nn.Module):
         for cam in self.cameras:
             x = batch[fmt.video_key(cam)].to(dev).permute(0, 1, 4, 2, 3).float().div_(255.0)
             images[cam] = self.normalizer.normalize(fmt.video_key(cam), x)  # per-channel (3, 1, 1) statistics
-        state = self.normalizer.normalize(fmt.STATE, batch[fmt.STATE].to(dev).float())
+        state = self.normalizer.normalize(fmt.STATE, batch[fmt.STATE].to(dev).float())[..., self._state_index.to(dev)]
         lang = None
         if self._encoder is not None:
             lang = torch.from_numpy(self._encoder.encode(texts)).to(dev)

@@ -26,6 +26,7 @@ class MDTConfig:
     image_size: tuple[int, int] = (96, 96)   # (h, w) the CNN sees, after resizing
     random_shift: int = 4           # train-time augmentation: pad and random-crop by this many pixels
     use_state: bool = True          # add one proprioceptive token per frame (MDT uses images only)
+    state_keys: tuple[str, ...] = ()   # state entries that token reads; () = all (e.g. ("ee_pos", "gripper"))
 
     # --- network sizes ---------------------------------------------------------------------------
     cnn_widths: tuple[int, ...] = (16, 32, 64, 64)   # channels per stride-2 stage of the per-camera CNN
@@ -76,6 +77,7 @@ class MDTConfig:
 
     def __post_init__(self) -> None:
         self.cameras = tuple(self.cameras)
+        self.state_keys = tuple(self.state_keys)
         self.image_size = tuple(int(v) for v in self.image_size)
         self.mgf_image_size = tuple(int(v) for v in self.mgf_image_size)
         self.cnn_widths = tuple(int(v) for v in self.cnn_widths)

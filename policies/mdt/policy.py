@@ -33,7 +33,7 @@ from torch import nn
 
 from embodied import checkpoint
 from embodied.batching import histories_to_batch
-from embodied.data.format import ACTION, STATE, state_dim, video_key
+from embodied.data.format import ACTION, STATE, state_indices, video_key
 from embodied.language import shared_encoder
 from embodied.normalize import MissingStatisticError, Normalizer
 from embodied.types import Action, Correction, EmbodimentSpec, Observation
@@ -85,7 +85,8 @@ class MDTPolicy(nn.Module):
         for feature in (STATE, ACTION):
             if feature not in normalizer.modes:
                 raise MissingStatisticError(f"the normaliser has no mode for {feature!r}; MDT needs it")
-        self.model = MDTModel(config, self.cameras, state_dim(spec), spec.action.dim)
+        self._state_index = torch.tensor(state_indices(spec, config.state_keys))
+        self.model = MDTModel(config, self.cameras, len(self._state_index), spec.action.dim)
         self._language = language_encoder
         self.scheduler = edm.make_scheduler(config.sigma_min, config.sigma_max, config.sigma_data)
         self._low = torch.as_tensor(spec.action.low_array)
@@ -158,6 +159,7 @@ class MDTPolicy(nn.Module):
         images = {cam: self._images(torch.as_tensor(batch[video_key(cam)]), self.config.image_size, augment)
                   for cam in self.cameras}
         state = self.normalizer.normalize(STATE, torch.as_tensor(batch[STATE], device=self.device).float())
+        state = state[..., self._state_index.to(state.device)]
         return self.model.observation_tokens(images, state)
 
     def _language_goals(self, texts: list[str]) -> torch.Tensor:
