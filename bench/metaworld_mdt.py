@@ -92,18 +92,13 @@ def collect_demos(tasks: tuple[str, ...], demos: int, image_size: int, out: Path
 def train_mdt(data: Path, runs: Path, name: str, steps: int, batch_size: int, image_size: int,
               state_keys: tuple[str, ...]) -> float:
     """Train (or resume to `steps`) the MDT run runs/name on `data`; returns its total training time in minutes."""
-    from embodied.train import TrainConfig, train, train_config_type
+    from embodied.train import TrainConfig, train_config_type, train_to
 
-    run_dir, last = runs / name, runs / name / "checkpoints" / "last"
     policy_cfg = train_config_type("mdt").__dataclass_fields__["policy"].type()
     policy_cfg = dataclasses.replace(policy_cfg, image_size=(image_size, image_size), state_keys=state_keys)
-    if not last.exists() or json.loads(last.read_text())["step"] < steps:
-        train(TrainConfig(dataset=(str(data),), policy="mdt", steps=steps, batch_size=batch_size,
-                          output_dir=str(runs), name=name, save_every=max(1, steps // 4),
-                          log_every=max(1, steps // 100), resume=last.exists()), policy_cfg)
-    # metrics.jsonl's "time" counts across resumes, so a reused or resumed run reports its whole training time.
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return json.loads(lines[-1])["time"] / 60
+    return train_to(TrainConfig(dataset=(str(data),), policy="mdt", steps=steps, batch_size=batch_size,
+                                output_dir=str(runs), name=name, save_every=max(1, steps // 4),
+                                log_every=max(1, steps // 100)), policy_cfg)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from embodied.collect import CollectConfig, collect
     from embodied.evaluate import EvalConfig, evaluate
-    from embodied.train import TrainConfig, train, train_config_type
+    from embodied.train import TrainConfig, train_config_type, train_to
 
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the training loop takes the GPU when there is one
 
@@ -103,14 +102,10 @@ def main(argv: list[str] | None = None) -> dict:
     infos, minutes = {}, {}
     for name, policy_cfg in variants.items():
         run_dir = args.work / "runs" / name
-        t = time.monotonic()
-        if not (run_dir / "checkpoints" / "last").exists() or json.loads(
-                (run_dir / "checkpoints" / "last").read_text())["step"] < args.steps:
-            train(TrainConfig(dataset=(str(data),), policy="mdt", steps=args.steps, batch_size=args.batch_size,
-                              output_dir=str(args.work / "runs"), name=name, save_every=max(1, args.steps // 4),
-                              log_every=max(1, args.steps // 100), resume=(run_dir / "checkpoints" / "last").exists()),
-                  policy_cfg)
-        minutes[name] = (time.monotonic() - t) / 60
+        minutes[name] = train_to(TrainConfig(dataset=(str(data),), policy="mdt", steps=args.steps,
+                                             batch_size=args.batch_size, output_dir=str(args.work / "runs"),
+                                             name=name, save_every=max(1, args.steps // 20),
+                                             log_every=max(1, args.steps // 100)), policy_cfg)
         out = args.results / ("success" if name == "full" else "success_ablation")
         infos[name] = evaluate(EvalConfig(checkpoint=str(run_dir), tasks=tasks, episodes=args.episodes,
                                           num_envs=args.num_envs, seed0=EVAL_SEED0, out=str(out), videos=1,

@@ -312,6 +312,27 @@ def train(config: Any, policy_config: Any = None) -> Path:
     return _Trainer(cfg, policy_cls, policy_cfg).run()
 
 
+def train_to(config: TrainConfig, policy_config: Any) -> float:
+    """Bring the run `config.output_dir/config.name` to `config.steps`; returns its training minutes.
+
+    Starts the run, resumes it after a kill (or to a larger `steps`), or
+    leaves a finished one as it is. The minutes are the run's own, summed
+    over every session that trained it (metrics.jsonl's "time"), so a
+    benchmark run across several sittings reports what it cost.
+    """
+    from embodied.train_state import read_json
+
+    if config.name is None:
+        raise ValueError("train_to needs the run's name (TrainConfig.name) to find it again")
+    run_dir = Path(config.output_dir) / config.name
+    pointer = run_dir / "checkpoints" / "last"
+    done = read_json(pointer)["step"] if pointer.is_file() else 0
+    if done < config.steps:
+        train(dataclasses.replace(config, resume=pointer.is_file()), policy_config)
+    last = (run_dir / "metrics.jsonl").read_text().splitlines()[-1]
+    return json.loads(last)["time"] / 60
+
+
 class _Trainer:
     """One invocation of a run: set up (fresh or resumed), loop, save."""
 

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from embodied.checkpoint import CheckpointError
 from embodied.data.synthetic import synthetic_spec, write_synthetic_dataset
-from embodied.train import TrainConfig, train
+from embodied.train import TrainConfig, train, train_to
 from embodied.train_state import last_checkpoint
 from policies.bc.configuration import BCConfig
 
@@ -70,6 +70,19 @@ def test_stop_and_resume_equals_the_uninterrupted_run(data, tmp_path):
     assert resumed == stopped
     assert_same_run(straight, resumed)
     assert json.loads((resumed / "config.json").read_text())["resumed_at"] == [K]
+
+
+def test_train_to_starts_resumes_and_then_leaves_a_finished_run_alone(data, tmp_path):
+    # How a benchmark carries a long run across sittings: the same call each time, the run's own minutes back.
+    minutes = train_to(config(data, tmp_path, steps=4, save_every=2), POLICY)
+    assert json.loads((tmp_path / "run" / "checkpoints" / "last").read_text())["step"] == 4 and minutes > 0
+    more = train_to(config(data, tmp_path, steps=6, save_every=2), POLICY)  # a larger budget resumes the run
+    assert json.loads((tmp_path / "run" / "checkpoints" / "last").read_text())["step"] == 6 and more > minutes
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
+    assert train_to(config(data, tmp_path, steps=6, save_every=2), POLICY) == more
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == metrics  # nothing trained again
+    with pytest.raises(ValueError, match="needs the run's name"):
+        train_to(config(data, tmp_path, name=None), POLICY)
 
 
 def test_resume_refuses_a_different_run_config(data, tmp_path):
