@@ -86,7 +86,8 @@ def success() -> str | None:
     if d is None or not full.exists():
         return None
     full_info = json.loads(full.read_text())
-    abl_info = json.loads(abl.read_text()) if abl.exists() else None
+    # success_ablation/ may be left from an earlier run: only a run that trained the ablation reads it.
+    abl_info = json.loads(abl.read_text()) if abl.exists() and d.get("ablation_mean_success") is not None else None
     rows = ["| task | MDT-small | 95% CI | without MGF + CLA | 95% CI |", "|---|---:|---:|---:|---:|"]
     for task, r in full_info["tasks"].items():
         a = abl_info["tasks"][task] if abl_info else None
@@ -147,7 +148,10 @@ def metaworld() -> str | None:
         notes.append(f"{d['suite']}: {d['ratio_vs_smolvla']:.2f}× SmolVLA's average; {st['demos']} scripted demos and "
                      f"{st['episodes']} evaluation episodes per task (seeds from 10000, {st['episode_limit']}-step "
                      f"limit), {st['steps']} steps at batch {st['batch_size']}, {st['image_size']}×{st['image_size']} "
-                     f"images, trained in {d['train_minutes']:.0f} min on {st['device']} ({st['cpu_count']} CPU cores)")
+                     f"images"
+                     + (f", the policy reading {' and '.join(st['state_keys'])} besides them"
+                        if isinstance(st.get("state_keys"), list) else "")
+                     + f", trained in {d['train_minutes']:.0f} min on {st['device']} ({st['cpu_count']} CPU cores)")
     rows.append("\nPublished rows: " + pub["source"] + ". Ours: " + "; ".join(notes)
                 + ". MT10 and MT50 averages are not directly comparable; `python bench/metaworld_mdt.py --suite mt50`.")
     return "\n".join(rows)
