@@ -86,12 +86,14 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"not single-step families: {unknown}; choose from {SINGLE_STEP}")
     tasks = tuple(f"tabletop/{f}-v0" for f in families)
     data = args.work / "data"
-    wanted = {"tasks": list(tasks), "demos": args.demos, "goals_per_layout": args.goals_per_layout}
+    wanted = {"tasks": list(tasks), "demos": args.demos, "goals_per_layout": args.goals_per_layout,
+              "image_size": args.image_size}
     made = args.work / "data_settings.json"
     if not (data / "meta" / "info.json").exists() or not made.exists() or json.loads(made.read_text()) != wanted:
         shutil.rmtree(args.work, ignore_errors=True)  # runs trained on other data are stale too
+        # Cameras render at the policy's size: nothing to resize per step, and llvmpipe draws a quarter of the pixels.
         collect(CollectConfig(tasks=tasks, episodes_per_task=args.demos, goals_per_layout=args.goals_per_layout,
-                              out=data))
+                              image_size=args.image_size, out=data))
         made.write_text(json.dumps(wanted))
 
     base = train_config_type("mdt").__dataclass_fields__["policy"].type()
