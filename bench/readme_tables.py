@@ -234,8 +234,8 @@ def render(text: str) -> str:
         body = fn()
         if body is None:
             continue
-        pat = re.compile(rf"(<!-- BEGIN:{name} -->\n).*?(\n<!-- END:{name} -->)", re.DOTALL)
-        text = pat.sub(lambda m, body=body: m.group(1) + body + m.group(2), text)
+        pat = re.compile(rf"(<!-- BEGIN:{name} -->)\n.*?(<!-- END:{name} -->)", re.DOTALL)  # an empty block too
+        text = pat.sub(lambda m, body=body: m.group(1) + "\n" + body + "\n" + m.group(2), text)
     return text
 
 
