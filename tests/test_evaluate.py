@@ -80,6 +80,23 @@ def test_readme_table_is_generated_from_eval_info(evaluation):
     assert f"**{info['mean_success']:.1%}**" in table
 
 
+def test_readme_blocks_are_filled_when_empty_and_replaced_when_stale(monkeypatch):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    try:
+        import readme_tables
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(readme_tables, "TABLES", {"speed": lambda: "| a |\n| 1 |", "unmeasured": lambda: None})
+    text = ("# R\n<!-- BEGIN:speed -->\n<!-- END:speed -->\nmiddle\n<!-- BEGIN:unmeasured -->\nold words\n"
+            "<!-- END:unmeasured -->\n")
+    once = readme_tables.render(text)
+    assert "<!-- BEGIN:speed -->\n| a |\n| 1 |\n<!-- END:speed -->\nmiddle" in once
+    assert "old words" in once  # a benchmark not run yet leaves its block as it is
+    assert readme_tables.render(once) == once
+    stale = once.replace("| 1 |", "| 0 |")
+    assert readme_tables.render(stale) == once
+
+
 def test_wilson_interval_matches_known_values():
     assert wilson_interval(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))
     lo, hi = wilson_interval(5, 10)
