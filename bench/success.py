@@ -103,10 +103,11 @@ def main(argv: list[str] | None = None) -> dict:
         variants["ablation"] = dataclasses.replace(base, use_mgf=False, use_cla=False)
     infos, minutes = {}, {}
     for name, policy_cfg in variants.items():
-        run_dir = args.work / "runs" / name
+        # Named by batch size, the one setting here a run cannot resume across; more --steps resumes it.
+        run_dir = args.work / "runs" / f"{name}_b{args.batch_size}"
         minutes[name] = train_to(TrainConfig(dataset=(str(data),), policy="mdt", steps=args.steps,
                                              batch_size=args.batch_size, output_dir=str(args.work / "runs"),
-                                             name=name, save_every=max(1, args.steps // 20),
+                                             name=run_dir.name, save_every=max(1, args.steps // 20),
                                              log_every=max(1, args.steps // 100)), policy_cfg)
         out = args.results / ("success" if name == "full" else "success_ablation")
         infos[name] = evaluate(EvalConfig(checkpoint=str(run_dir), tasks=tasks, episodes=args.episodes,
