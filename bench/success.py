@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     for t in tasks:
         full = infos["full"]["tasks"][t]["success_rate"]
         abl = infos["ablation"]["tasks"][t]["success_rate"] if "ablation" in infos else float("nan")
-        ratio = full / abl if abl else float("inf")
+        ratio = full / abl if abl else (float("nan") if full == 0 else float("inf"))
         print(f"{t:28s}{full:8.0%}{abl:12.0%}{floor[t]:8.0%}{ratio:8.2f}")
     result = {
         "mean_success": infos["full"]["mean_success"],
