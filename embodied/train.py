@@ -265,12 +265,14 @@ def _seed_all(seed: int) -> None:
 
 def _check_resume_config(run_dir: Path, cfg: TrainConfig, policy_cfg: Any) -> None:
     saved = json.loads((run_dir / "config.json").read_text())
-    now = config_to_dict(cfg)
-    diffs = [f"train.{k}: {saved['train'].get(k)!r} -> {v!r}" for k, v in now.items()
-             if k not in RESUMABLE_CHANGES and saved["train"].get(k) != v]
-    now_policy = config_to_dict(policy_cfg)
-    diffs += [f"policy.{k}: {saved['policy'].get(k)!r} -> {v!r}" for k, v in now_policy.items()
-              if saved["policy"].get(k) != v]
+
+    def changes(section: str, now: Any, free: tuple[str, ...]) -> list[str]:
+        # A field added since the run started is absent from its config.json: the run had its default.
+        before = config_to_dict(type(now)()) | saved[section]
+        return [f"{section}.{k}: {before.get(k)!r} -> {v!r}" for k, v in config_to_dict(now).items()
+                if k not in free and before.get(k) != v]
+
+    diffs = changes("train", cfg, RESUMABLE_CHANGES) + changes("policy", policy_cfg, ())
     if diffs:
         raise ValueError(f"cannot resume {run_dir} with a different config ({'; '.join(diffs)}); pass the run's own "
                          f"settings (see its config.json) or start a new run with another --train.name")

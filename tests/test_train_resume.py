@@ -93,6 +93,17 @@ def test_resume_refuses_a_different_run_config(data, tmp_path):
         train(config(data, tmp_path, resume=True), BCConfig(**{**POLICY.__dict__, "hidden_dim": 64}))
 
 
+def test_a_run_started_before_a_config_field_existed_resumes_at_that_fields_default(data, tmp_path):
+    run_dir = train(config(data, tmp_path, stop_at=2, save_every=2), POLICY)
+    saved = json.loads((run_dir / "config.json").read_text())
+    del saved["policy"]["state_keys"], saved["train"]["grad_clip"]  # as an older version wrote it
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"policy.state_keys: \[\] -> \['ee_pos'\]"):
+        train(config(data, tmp_path, resume=True), BCConfig(**{**POLICY.__dict__, "state_keys": ("ee_pos",)}))
+    train(config(data, tmp_path, resume=True, stop_at=3), POLICY)
+    assert json.loads((run_dir / "checkpoints" / "last").read_text())["step"] == 3
+
+
 def test_a_run_folder_is_never_overwritten_and_resume_needs_a_checkpoint(data, tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(config(data, tmp_path, resume=True), POLICY)
