@@ -165,8 +165,7 @@ class MetaWorldEnv(gym.Env):
         # The closed end of each finger's range is the one away from 0 (open).
         ranges = np.array([model.joint(j).range for j in FINGER_JOINTS])
         self._finger_closed = np.where(np.abs(ranges[:, 1]) > np.abs(ranges[:, 0]), ranges[:, 1], ranges[:, 0])
-        self._rig = CameraRig(model, self._mw.data, cfg.cameras, cfg.height, cfg.width, cfg.depth, cfg.shadows,
-                               cfg.antialiasing, cfg.reflections)
+        self._rig = self._camera_rig(cfg.cameras, cfg.depth)
         self._render_rig: CameraRig | None = None
 
         self.embodiment_spec = EmbodimentSpec(
@@ -245,9 +244,14 @@ class MetaWorldEnv(gym.Env):
         if self._rig.names:
             return self._rig.render(self._mw.data)[0][self._rig.names[0]]
         if self._render_rig is None:
-            cfg = self.config
-            self._render_rig = CameraRig(self._mw.model, self._mw.data, ("corner",), cfg.height, cfg.width, False)
+            self._render_rig = self._camera_rig(("corner",), depth=False)
         return self._render_rig.render(self._mw.data)[0]["corner"]
+
+    def _camera_rig(self, names: tuple[str, ...], depth: bool) -> CameraRig:
+        """Cameras `names` at the configured size and look (shadows, MSAA, reflections)."""
+        cfg = self.config
+        return CameraRig(self._mw.model, self._mw.data, names, cfg.height, cfg.width, depth, cfg.shadows,
+                         cfg.antialiasing, cfg.reflections)
 
     def close(self) -> None:
         self._rig.close()

@@ -38,7 +38,7 @@ class BCPolicy(nn.Module):
         self.cameras = spec.camera_names
         # The encoder is held outside the module tree on purpose: frozen, shared, never in state_dict.
         self._encoder = None if config.language == "none" else shared_encoder(config.language_model)
-        self._state_index = torch.tensor(fmt.state_indices(spec, tuple(config.state_keys)))
+        self._state_index = torch.tensor(fmt.state_indices(spec, config.state_keys))
         self.net = BCNet(self.cameras, len(self._state_index), spec.action.dim, config.obs_horizon,
                          config.action_horizon, tuple(config.cnn_channels), config.feature_dim, config.hidden_dim,
                          None if self._encoder is None else self._encoder.dim, config.language)
