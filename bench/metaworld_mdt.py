@@ -92,9 +92,9 @@ def collect_demos(tasks: tuple[str, ...], demos: int, image_size: int, out: Path
 def train_mdt(data: Path, runs: Path, name: str, steps: int, batch_size: int, image_size: int,
               state_keys: tuple[str, ...]) -> float:
     """Train (or resume to `steps`) the MDT run runs/name on `data`; returns its total training time in minutes."""
-    from embodied.train import TrainConfig, train_config_type, train_to
+    from embodied.train import TrainConfig, load_policy_class, train_to
 
-    policy_cfg = train_config_type("mdt").__dataclass_fields__["policy"].type()
+    policy_cfg = load_policy_class("mdt").config_class()
     policy_cfg = dataclasses.replace(policy_cfg, image_size=(image_size, image_size), state_keys=state_keys)
     return train_to(TrainConfig(dataset=(str(data),), policy="mdt", steps=steps, batch_size=batch_size,
                                 output_dir=str(runs), name=name, save_every=max(1, steps // 4),

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from embodied.collect import CollectConfig, collect
     from embodied.evaluate import EvalConfig, evaluate
-    from embodied.train import TrainConfig, train_config_type, train_to
+    from embodied.train import TrainConfig, load_policy_class, train_to
 
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the training loop takes the GPU when there is one
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
                               image_size=args.image_size, out=data))
         made.write_text(json.dumps(wanted))
 
-    base = train_config_type("mdt").__dataclass_fields__["policy"].type()
+    base = load_policy_class("mdt").config_class()
     base = dataclasses.replace(base, image_size=(args.image_size, args.image_size))
     variants = {"full": base}
     if not args.no_ablation:

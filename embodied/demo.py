@@ -56,9 +56,9 @@ class DemoConfig:
 
 
 def _policy_config(name: str, image_size: tuple[int, int]) -> Any:
-    from embodied.train import train_config_type
+    from embodied.train import load_policy_class
 
-    cfg = train_config_type(name).__dataclass_fields__["policy"].type()
+    cfg = load_policy_class(name).config_class()
     if "image_size" in {f.name for f in dataclasses.fields(cfg)}:
         cfg = dataclasses.replace(cfg, image_size=tuple(image_size))
     return cfg

@@ -13,6 +13,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from embodied.geometry import integrate_ee_target, quat_error
 from envs.tabletop.scene import Scene
 
 # Rotation of the end-effector site when the gripper points straight down with
@@ -24,31 +25,6 @@ def quat_from_mat(mat: np.ndarray) -> np.ndarray:
     q = np.empty(4)
     mujoco.mju_mat2Quat(q, np.ascontiguousarray(mat, dtype=np.float64).reshape(9))
     return q
-
-
-def quat_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """Axis-angle (rad, world frame) rotating `current` onto `target`, both (w,x,y,z)."""
-    neg = np.empty(4)
-    mujoco.mju_negQuat(neg, current)
-    dq = np.empty(4)
-    mujoco.mju_mulQuat(dq, target, neg)
-    if dq[0] < 0:  # the short way round
-        dq = -dq
-    vel = np.empty(3)
-    mujoco.mju_quat2Vel(vel, dq, 1.0)
-    return vel
-
-
-def rotate_quat(quat: np.ndarray, axis_angle: np.ndarray) -> np.ndarray:
-    """Apply a world-frame axis-angle rotation (rad) to `quat` (w,x,y,z)."""
-    angle = float(np.linalg.norm(axis_angle))
-    if angle < 1e-12:
-        return quat.copy()
-    dq = np.empty(4)
-    mujoco.mju_axisAngle2Quat(dq, axis_angle / angle, angle)
-    out = np.empty(4)
-    mujoco.mju_mulQuat(out, dq, quat)
-    return out / np.linalg.norm(out)
 
 
 class DiffIK:
@@ -153,18 +129,9 @@ class ArmController:
             q_des = np.clip(action[: s.n_arm], self.ik.range[:, 0], self.ik.range[:, 1])
         else:
             site = s.ee_site_id
-            cur_pos = data.site_xpos[site]
-            pos = self.target_pos + action[:3]
-            off = pos - cur_pos
-            dist = np.linalg.norm(off)
-            if dist > self.leash:
-                pos = cur_pos + off * (self.leash / dist)
-            quat = rotate_quat(self.target_quat, action[3:6].astype(np.float64))
-            cur_quat = quat_from_mat(data.site_xmat[site])
-            rot_off = quat_error(quat, cur_quat)
-            ang = np.linalg.norm(rot_off)
-            if ang > self.leash_rot:
-                quat = rotate_quat(cur_quat, rot_off * (self.leash_rot / ang))
+            pos, quat = integrate_ee_target(self.target_pos, self.target_quat, action[:3], action[3:6],
+                                            data.site_xpos[site], quat_from_mat(data.site_xmat[site]),
+                                            self.leash, self.leash_rot)
             self.target_pos, self.target_quat = pos, quat
             q_des = self.ik.step(data, pos, quat)
         data.ctrl[s.arm_actuator_ids] = q_des

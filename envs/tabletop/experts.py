@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from envs.tabletop.controller import TOP_DOWN, quat_error, quat_from_mat
+from embodied.geometry import quat_error
+from envs.tabletop.controller import TOP_DOWN, quat_from_mat
 from envs.tabletop.scene import HANDLE_GAP, HANDLE_Z, PLATE_HALF_HEIGHT
 from envs.tabletop.tasks import (
     MOVE_DIRECTIONS,
