@@ -245,3 +245,31 @@ def test_state_keys_choose_the_state_entries_the_policy_reads(dataset, language,
     assert not torch.allclose(with_bumped("ee_pos"), before)
     with pytest.raises(KeyError, match=r"'object_pose'\] are not in .* it has \['joint_pos'"):
         make(dataset, language, state_keys=("object_pose",))
+
+
+def test_goal_film_makes_the_camera_tokens_depend_on_the_goal(dataset, language, tmp_path, one_thread):
+    policy = make(dataset, language, goal_film=True)
+    batch = batch_for(policy, dataset)
+    total, _ = policy.loss(batch)
+    total.backward()
+    film = policy.model.camera_encoders["front"].films[0].proj
+    assert film.weight.grad is not None and film.weight.grad.abs().sum() > 0  # the goal gets a say in what is seen
+    with torch.no_grad():
+        for encoder in policy.model.camera_encoders.values():
+            for layer in encoder.films:
+                layer.proj.weight.normal_(0, 0.1)  # a trained FiLM, not its identity start
+    images = {cam: policy._images(batch[f"observation.images.{cam}"][:1], TINY.image_size, augment=False)
+              for cam in policy.cameras}
+    state = torch.zeros(1, 1, policy.model.state_in.in_features)
+    drawer, cube = policy._language_goals(["open the drawer", "lift the red cube"])[:, None].unbind(0)
+    tokens = [policy.model.observation_tokens(images, state, goal) for goal in (drawer, cube)]
+    assert not torch.allclose(tokens[0][:, :2], tokens[1][:, :2])  # camera tokens (front, wrist) differ
+    assert torch.equal(tokens[0][:, 2], tokens[1][:, 2])  # the state token does not
+    loaded = MDTPolicy.from_pretrained(policy.save_pretrained(tmp_path / "film"), expect_spec=dataset.spec,
+                                       language_encoder=language)
+    a = policy.predict(batch, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, loaded.predict(batch, generator=torch.Generator().manual_seed(3)))
+    with pytest.raises(ValueError, match="needs goal conditioning"):
+        policy.model.camera_encoders["front"](images["front"].flatten(0, 1))
+    with pytest.raises(ValueError, match="takes no goal conditioning"):
+        make(dataset, language).model.camera_encoders["front"](images["front"].flatten(0, 1), drawer)

@@ -42,6 +42,9 @@ class MDTConfig:
     language_encoder: str | None = None   # folder of the frozen sentence encoder; None = packaged MiniLM
     language_dim: int = 384               # its embedding width (all-MiniLM-L6-v2: 384)
     goal_camera: str | None = None        # camera whose goal frame makes the image goal; None = first camera
+    # FiLM every camera-CNN stage with the goal token (RT-1's language-conditioned vision), so what the
+    # camera token keeps depends on the goal. Beyond MDT, which conditions only through the encoder.
+    goal_film: bool = False
     language_fraction: float = 1.0        # share of training samples that keep a language label
     # Which text of a window becomes the language goal, drawn per sample with these probabilities:
     # the episode's task instruction, its current sub-task segment, its current language motion

@@ -228,7 +228,9 @@ class MDTModel(nn.Module):
         super().__init__()
         self.cfg, self.cameras, self.action_dim = cfg, tuple(cameras), action_dim
         d = cfg.d_model
-        self.camera_encoders = nn.ModuleDict({c: CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d) for c in cameras})
+        film = d if cfg.goal_film else None
+        self.camera_encoders = nn.ModuleDict({c: CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d, film)
+                                              for c in cameras})
         self.goal_image_encoder = CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d)
         self.image_goal_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.language_goal_mlp = nn.Sequential(nn.Linear(cfg.language_dim, d), nn.GELU(), nn.Linear(d, d))
@@ -267,12 +269,18 @@ class MDTModel(nn.Module):
         self.cross_mask = None if cross.all() else cross
 
     # -- encoder ------------------------------------------------------------------------------
-    def observation_tokens(self, images: dict[str, torch.Tensor], state: torch.Tensor | None) -> torch.Tensor:
-        """images {cam: (B, To, 3, h, w)} in [-1, 1]; state (B, To, S) normalised -> (B, To·(K+1), d)."""
+    def observation_tokens(self, images: dict[str, torch.Tensor], state: torch.Tensor | None,
+                           goal: torch.Tensor | None = None) -> torch.Tensor:
+        """images {cam: (B, To, 3, h, w)} in [-1, 1]; state (B, To, S) normalised -> (B, To·(K+1), d).
+
+        goal (B, d): the goal tokens the camera CNNs are FiLM-conditioned on; required
+        with `goal_film`, and must be None without it.
+        """
         per_frame = []
         for cam in self.cameras:
             x = images[cam]
-            per_frame.append(self.camera_encoders[cam](x.flatten(0, 1)).view(x.shape[0], x.shape[1], -1))
+            cond = None if goal is None else goal.repeat_interleave(x.shape[1], dim=0)  # one per frame
+            per_frame.append(self.camera_encoders[cam](x.flatten(0, 1), cond).view(x.shape[0], x.shape[1], -1))
         if self.state_in is not None:
             per_frame.append(self.state_in(state))
         return torch.stack(per_frame, dim=2).flatten(1, 2)  # (B, To, K+1, d) frame-major

@@ -154,13 +154,23 @@ class MDTPolicy(nn.Module):
             x = random_shift(x, self.config.random_shift)
         return x.view(*lead, *x.shape[1:])
 
-    def _observation_tokens(self, batch: Mapping[str, Any], augment: bool) -> torch.Tensor:
-        """(B, To·(K+1), d) tokens from the batch's images and state."""
-        images = {cam: self._images(torch.as_tensor(batch[video_key(cam)]), self.config.image_size, augment)
-                  for cam in self.cameras}
-        state = self.normalizer.normalize(STATE, torch.as_tensor(batch[STATE], device=self.device).float())
-        state = state[..., self._state_index.to(state.device)]
-        return self.model.observation_tokens(images, state)
+    def _observation_tokens(self, batch: Mapping[str, Any], augment: bool, goal: torch.Tensor,
+                            rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(R, To·(K+1), d) tokens from the batch's images and state, one row per goal (R, d).
+
+        rows (R,): the sample of each row (default: one row per sample). Without
+        `goal_film` the tokens do not depend on the goal and are computed once per sample.
+        """
+        film = self.config.goal_film
+        frames = {cam: torch.as_tensor(batch[video_key(cam)]) for cam in self.cameras}
+        state = torch.as_tensor(batch[STATE], device=self.device).float()
+        if film and rows is not None:  # the CNNs see a sample once per goal
+            frames = {cam: f[rows.to(f.device)] for cam, f in frames.items()}
+            state = state[rows]
+        images = {cam: self._images(f, self.config.image_size, augment) for cam, f in frames.items()}
+        state = self.normalizer.normalize(STATE, state)[..., self._state_index.to(self.device)]
+        tokens = self.model.observation_tokens(images, state, goal if film else None)
+        return tokens[rows] if rows is not None and not film else tokens
 
     def _language_goals(self, texts: list[str]) -> torch.Tensor:
         emb = self.language_encoder.encode(texts)
@@ -191,8 +201,7 @@ class MDTPolicy(nn.Module):
     def loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss and its terms for collated windows (see the module docstring for keys and shapes)."""
         cfg = self.config
-        obs = self._observation_tokens(batch, augment=True)  # (B, N-1, d)
-        b = obs.shape[0]
+        b = len(batch["task"])
         actions = self.normalizer.normalize(ACTION, torch.as_tensor(batch[ACTION], device=self.device).float())
         mask = torch.as_tensor(batch["action_mask"], device=self.device).bool()
         goal_frames, distinct_goal = self._goal_frames(batch)
@@ -204,7 +213,9 @@ class MDTPolicy(nn.Module):
         if labelled:
             goals.append(self._language_goals([texts[i] for i in labelled]))
         rows_t = torch.tensor(rows, device=self.device)
-        context = self.model.encode(obs[rows_t], torch.cat(goals))  # (B + L, N, d)
+        goal = torch.cat(goals)  # (B + L, d)
+        obs = self._observation_tokens(batch, augment=True, goal=goal, rows=rows_t)  # (B + L, N-1, d)
+        context = self.model.encode(obs, goal)  # (B + L, N, d)
 
         sigma = edm.sample_log_logistic((len(rows),), cfg.sigma_loc, cfg.sigma_scale, cfg.sigma_min, cfg.sigma_max,
                                         device=self.device)
@@ -246,7 +257,6 @@ class MDTPolicy(nn.Module):
             self.eval()
         try:
             with torch.inference_mode():
-                obs = self._observation_tokens(batch, augment=False)
                 if "task" in batch:
                     goal = self._language_goals(list(batch["task"]))
                 elif GOAL_PREFIX + self.goal_camera in batch:
@@ -255,6 +265,7 @@ class MDTPolicy(nn.Module):
                 else:
                     raise KeyError(f"predict needs a goal: batch['task'] (instructions) or "
                                    f"batch['{GOAL_PREFIX + self.goal_camera}'] (goal images)")
+                obs = self._observation_tokens(batch, augment=False, goal=goal)
                 context = self.model.encode(obs, goal)
                 shape = (obs.shape[0], self.config.chunk, self._spec.action.dim)
                 x = edm.sample(self.model.action_network(context, traced=True), shape, self.scheduler, self.config.sampling_steps,

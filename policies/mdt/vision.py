@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from embodied.layers import FiLM
+
 
 def to_float_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, h, w) float32 in [-1, 1], resized to `size` = (h, w)."""
@@ -55,17 +57,30 @@ class _Stage(nn.Module):
 
 
 class CameraEncoder(nn.Module):
-    """(N, 3, h, w) float in [-1, 1] -> (N, d_out) token."""
+    """(N, 3, h, w) float in [-1, 1] (+ an optional (N, cond_dim) goal) -> (N, d_out) token.
 
-    def __init__(self, widths: tuple[int, ...], groups: int, d_out: int):
+    With `cond_dim`, every stage's channels are FiLM-modulated by the goal, so
+    the features (and the soft-argmax points) can pick out what the goal names.
+    """
+
+    def __init__(self, widths: tuple[int, ...], groups: int, d_out: int, cond_dim: int | None = None):
         super().__init__()
         chans = (3, *widths)
-        self.stages = nn.Sequential(*[_Stage(a, b, groups) for a, b in itertools.pairwise(chans)])
+        self.stages = nn.ModuleList([_Stage(a, b, groups) for a, b in itertools.pairwise(chans)])
+        self.films = nn.ModuleList([FiLM(cond_dim, c) for c in widths]) if cond_dim else None
         c = widths[-1]
         self.proj = nn.Linear(3 * c, d_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.stages(x)  # (N, C, h', w')
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        if (cond is None) != (self.films is None):
+            raise ValueError("this camera encoder " + ("needs" if self.films is not None else "takes no")
+                             + " goal conditioning (cond)")
+        f = x
+        for i, stage in enumerate(self.stages):
+            f = stage(f)
+            if self.films is not None:
+                f = self.films[i](f, cond)
+        # f: (N, C, h', w')
         n, c, h, w = f.shape
         attn = f.flatten(2).softmax(-1).view(n, c, h, w)
         ys = torch.linspace(-1, 1, h, device=f.device, dtype=f.dtype)
