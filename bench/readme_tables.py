@@ -101,7 +101,10 @@ def success() -> str | None:
         + f"; a uniformly random policy gets {d['random_mean_success']:.1%}. Settings: {st['demos_per_task']} demos "
         + (f"({st['goals_per_layout']} goals per scene) " if st.get("goals_per_layout", 1) > 1 else "")
         + f"and {st['episodes_per_task']} evaluation episodes per task, {st['steps']} steps at batch {st['batch_size']}, "
-        f"{st['image_size']}×{st['image_size']} images, trained on "
+        f"{st['image_size']}×{st['image_size']} images, "
+        + ("MDT-small with " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in st["policy_overrides"].items()) + ", "
+           if st.get("policy_overrides") else "")
+        + "trained on "
         + (f"{st['cpu_count']} CPU cores" if st.get("device", "cpu") == "cpu" else st["device"]) + " in "
         + ", ".join(f"{k} {v:.0f} min" for k, v in d["train_minutes"].items()) + "."
     )

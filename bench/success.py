@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench_success")
     ap.add_argument("--num-envs", type=int, default=2)
     ap.add_argument("--no-ablation", action="store_true")
+    ap.add_argument("--policy", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override an MDTConfig field, e.g. --policy goal_film=true --policy cnn_widths=[32,64,64] "
+                         "(VALUE is JSON, else a string); runs are named after the overrides")
     ap.add_argument("--results", type=Path, default=RESULTS,
                     help="folder for success.json and the eval_info.json folders (default: bench/results)")
     args = ap.parse_args(argv)
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from embodied.collect import CollectConfig, collect
     from embodied.evaluate import EvalConfig, evaluate
-    from embodied.train import TrainConfig, load_policy_class, train_to
+    from embodied.train import TrainConfig, config_overrides, load_policy_class, train_to
 
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the training loop takes the GPU when there is one
 
@@ -97,14 +100,20 @@ def main(argv: list[str] | None = None) -> dict:
         made.write_text(json.dumps(wanted))
 
     base = load_policy_class("mdt").config_class()
-    base = dataclasses.replace(base, image_size=(args.image_size, args.image_size))
+    if any(p.startswith("image_size=") for p in args.policy):
+        ap.error("--policy image_size=...: use --image-size, which also sets the size demos are rendered at")
+    try:
+        overrides = config_overrides(base, args.policy)
+    except ValueError as e:
+        ap.error(f"--policy {e}")
+    base = dataclasses.replace(base, image_size=(args.image_size, args.image_size), **overrides)
     variants = {"full": base}
     if not args.no_ablation:
         variants["ablation"] = dataclasses.replace(base, use_mgf=False, use_cla=False)
     infos, minutes = {}, {}
     for name, policy_cfg in variants.items():
         # Named by batch size, the one setting here a run cannot resume across; more --steps resumes it.
-        run_dir = args.work / "runs" / f"{name}_b{args.batch_size}"
+        run_dir = args.work / "runs" / "_".join([f"{name}_b{args.batch_size}", *args.policy]).replace("/", "-")
         minutes[name] = train_to(TrainConfig(dataset=(str(data),), policy="mdt", steps=args.steps,
                                              batch_size=args.batch_size, output_dir=str(args.work / "runs"),
                                              name=run_dir.name, save_every=max(1, args.steps // 20),
@@ -128,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio_vs_ablation": (infos["full"]["mean_success"] / infos["ablation"]["mean_success"]
                               if "ablation" in infos and infos["ablation"]["mean_success"] else None),
         "train_minutes": minutes,
-        "settings": {"demos_per_task": args.demos, "goals_per_layout": args.goals_per_layout,
+        "settings": {"policy_overrides": overrides, "demos_per_task": args.demos, "goals_per_layout": args.goals_per_layout,
                      "episodes_per_task": args.episodes, "steps": args.steps,
                      "batch_size": args.batch_size, "image_size": args.image_size, "tasks": list(tasks),
                      "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",

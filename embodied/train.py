@@ -163,6 +163,27 @@ def train_config_type(policy_name: str) -> type:
     )
 
 
+def config_overrides(config: Any, pairs: list[str]) -> dict[str, Any]:
+    """["goal_film=true", "cnn_widths=[16,32]"] -> {"goal_film": True, "cnn_widths": [16, 32]}.
+
+    For scripts that take a few config fields on their command line (the
+    benchmarks' `--policy FIELD=VALUE`): VALUE is read as JSON, else kept as a
+    string; an unknown FIELD is a ValueError that lists the fields there are.
+    Apply with `dataclasses.replace(config, **overrides)`.
+    """
+    fields = [f.name for f in dataclasses.fields(config)]
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"{pair!r} is not FIELD=VALUE with FIELD a field of {type(config).__name__}: {fields}")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
 def load_run_config(run_dir: str | Path) -> tuple[TrainConfig, Any]:
     """(TrainConfig, policy config) of a run, rebuilt from its config.json."""
     data = json.loads((Path(run_dir) / "config.json").read_text())

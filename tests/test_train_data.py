@@ -1,6 +1,7 @@
 """The pieces under the training loop: windows from several datasets (in RAM or memory-mapped), the resumable
 sharded sampler, the LR schedule, the CLI config type, training-state files and the metric plots."""
 
+import dataclasses
 import itertools
 import json
 import math
@@ -173,3 +174,14 @@ def test_plots_are_drawn_from_metrics_and_skip_a_torn_last_line(tmp_path):
     written = plot_metrics(path, tmp_path)
     assert [p.name for p in written] == ["loss.png", "training.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
+
+
+def test_config_overrides_read_json_values_and_name_the_fields_on_a_typo():
+    from embodied.train import config_overrides
+    from policies.mdt import MDTConfig
+
+    got = config_overrides(MDTConfig(), ["goal_film=true", "cnn_widths=[16,32]", "goal_camera=wrist"])
+    assert got == {"goal_film": True, "cnn_widths": [16, 32], "goal_camera": "wrist"}
+    assert dataclasses.replace(MDTConfig(), **got).cnn_widths == (16, 32)
+    with pytest.raises(ValueError, match=r"'goal_flim=true' is not FIELD=VALUE .* 'goal_film'"):
+        config_overrides(MDTConfig(), ["goal_flim=true"])
