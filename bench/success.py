@@ -7,7 +7,9 @@
 2. Trains MDT-small twice with the one training loop: full (MGF + CLA) and the
    ablation without them, same data, same steps, same seed.
 3. Evaluates both on `--episodes` unseen seeds per task (from seed 10000) in
-   parallel envs, and a uniformly random policy as the floor.
+   parallel envs, and a uniformly random policy as the floor; and the full
+   model on `--demo-seed-episodes` of its own demonstrations' seeds, so that
+   a gap between fitting and generalising shows.
 4. Prints a per-task table side by side (full, ablation, random, and the
    full/ablation ratio) and, as its LAST line, one JSON object with
    `mean_success`, `ablation_mean_success`, `random_mean_success`, the
@@ -68,6 +70,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench_success")
     ap.add_argument("--num-envs", type=int, default=2)
     ap.add_argument("--no-ablation", action="store_true")
+    ap.add_argument("--demo-seed-episodes", type=int, default=10,
+                    help="also evaluate the full model on this many of its own demonstrations' seeds per task: "
+                         "how well it fits what it saw, beside how well it generalises (0: skip)")
     ap.add_argument("--policy", action="append", default=[], metavar="FIELD=VALUE",
                     help="override an MDTConfig field, e.g. --policy goal_film=true --policy cnn_widths=[32,64,64] "
                          "(VALUE is JSON, else a string); runs are named after the overrides")
@@ -110,10 +115,11 @@ def main(argv: list[str] | None = None) -> dict:
     variants = {"full": base}
     if not args.no_ablation:
         variants["ablation"] = dataclasses.replace(base, use_mgf=False, use_cla=False)
-    infos, minutes = {}, {}
+    infos, minutes, run_dirs = {}, {}, {}
     for name, policy_cfg in variants.items():
         # Named by batch size, the one setting here a run cannot resume across; more --steps resumes it.
-        run_dir = args.work / "runs" / "_".join([f"{name}_b{args.batch_size}", *args.policy]).replace("/", "-")
+        run_dir = run_dirs[name] = (args.work / "runs"
+                                    / "_".join([f"{name}_b{args.batch_size}", *args.policy]).replace("/", "-"))
         minutes[name] = train_to(TrainConfig(dataset=(str(data),), policy="mdt", steps=args.steps,
                                              batch_size=args.batch_size, output_dir=str(args.work / "runs"),
                                              name=run_dir.name, save_every=max(1, args.steps // 20),
@@ -123,19 +129,28 @@ def main(argv: list[str] | None = None) -> dict:
                                           num_envs=args.num_envs, seed0=EVAL_SEED0, out=str(out), videos=1,
                                           device=device))
     floor = {t: random_policy_success(t, args.episodes) for t in tasks}
+    seen = None
+    # Seed i of a demo-seed run is demo i's scene and goal only when each scene had one goal.
+    if args.demo_seed_episodes > 0 and args.goals_per_layout == 1:
+        n = min(args.demo_seed_episodes, args.demos)
+        info = evaluate(EvalConfig(checkpoint=str(run_dirs["full"]), tasks=tasks, episodes=n, num_envs=args.num_envs,
+                                   seed0=0, out=str(args.work / "eval_demo_seeds"), videos=0, device=device))
+        seen = {"episodes_per_task": n, "mean_success": info["mean_success"],
+                "tasks": {t: info["tasks"][t]["success_rate"] for t in tasks}}
 
-    print(f"\n{'task':28s}{'MDT':>8s}{'no MGF/CLA':>12s}{'random':>8s}{'ratio':>8s}")
+    print(f"\n{'task':28s}{'MDT':>8s}{'no MGF/CLA':>12s}{'random':>8s}{'ratio':>8s}{'demo seeds':>12s}")
     for t in tasks:
         full = infos["full"]["tasks"][t]["success_rate"]
         abl = infos["ablation"]["tasks"][t]["success_rate"] if "ablation" in infos else float("nan")
         ratio = full / abl if abl else (float("nan") if full == 0 else float("inf"))
-        print(f"{t:28s}{full:8.0%}{abl:12.0%}{floor[t]:8.0%}{ratio:8.2f}")
+        print(f"{t:28s}{full:8.0%}{abl:12.0%}{floor[t]:8.0%}{ratio:8.2f}{seen['tasks'][t] if seen else float('nan'):12.0%}")
     result = {
         "mean_success": infos["full"]["mean_success"],
         "ablation_mean_success": infos["ablation"]["mean_success"] if "ablation" in infos else None,
         "random_mean_success": float(np.mean(list(floor.values()))),
         "ratio_vs_ablation": (infos["full"]["mean_success"] / infos["ablation"]["mean_success"]
                               if "ablation" in infos and infos["ablation"]["mean_success"] else None),
+        "demo_seed_success": seen,
         "train_minutes": minutes,
         "settings": {"policy_overrides": overrides, "demos_per_task": args.demos, "goals_per_layout": args.goals_per_layout,
                      "episodes_per_task": args.episodes, "steps": args.steps,

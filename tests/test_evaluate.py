@@ -107,3 +107,28 @@ def test_wilson_interval_matches_known_values():
     assert lo < 0.8 < hi and math.isclose(hi - lo, 0.2179, abs_tol=1e-3)
     with pytest.raises(ValueError, match="successes <= trials"):
         wilson_interval(3, 2)
+
+
+def test_success_note_says_the_settings_overrides_and_the_fit_on_demo_seeds(tmp_path, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    try:
+        import readme_tables
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(readme_tables, "RESULTS", tmp_path)
+    (tmp_path / "success").mkdir()
+    task = {"success_rate": 0.3, "ci95": [0.2, 0.4]}
+    (tmp_path / "success" / "eval_info.json").write_text(json.dumps({"tasks": {"tabletop/reach-v0": task}}))
+    result = {"mean_success": 0.3, "ablation_mean_success": None, "random_mean_success": 0.02,
+              "ratio_vs_ablation": None, "train_minutes": {"full": 12.0},
+              "demo_seed_success": {"episodes_per_task": 10, "mean_success": 1.0, "tasks": {"tabletop/reach-v0": 1.0}},
+              "settings": {"policy_overrides": {"goal_film": True}, "demos_per_task": 50, "episodes_per_task": 50,
+                           "steps": 1500, "batch_size": 32, "image_size": 64, "device": "cpu", "cpu_count": 2}}
+    (tmp_path / "success.json").write_text(json.dumps(result))
+    note = readme_tables.success()
+    assert "| tabletop/reach-v0 | 30% | 20%–40% | – | – |" in note
+    assert "MDT-small with `goal_film=true`" in note
+    assert "On 10 of its own demonstrations' seeds per task (same scenes and goals) it succeeds 100%" in note
+    del result["demo_seed_success"], result["settings"]["policy_overrides"]
+    (tmp_path / "success.json").write_text(json.dumps(result))
+    assert "own demonstrations" not in readme_tables.success() and "with `" not in readme_tables.success()
