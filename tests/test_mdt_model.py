@@ -163,3 +163,17 @@ def test_traced_decoder_matches_eager_and_follows_weight_changes():
                                    m.action_network(context)(x, level))
     assert not any("trace" in k for k in m.state_dict())
     copy.deepcopy(m)  # EMA copies the model; traces live outside it
+
+
+def test_keypoints_from_finer_stages_place_a_small_bright_spot():
+    from policies.mdt.vision import CameraEncoder, soft_argmax
+
+    spot = torch.zeros(1, 1, 16, 16)
+    spot[0, 0, 3, 12] = 20.0  # row 3, column 12
+    x, y = soft_argmax(spot)[0].tolist()
+    assert x == pytest.approx(-1 + 2 * 12 / 15, abs=0.01) and y == pytest.approx(-1 + 2 * 3 / 15, abs=0.01)
+    coarse, fine = CameraEncoder((8, 8, 16), 4, 32), CameraEncoder((8, 8, 16), 4, 32, keypoint_stages=3)
+    assert coarse.proj.in_features == 2 * 16 + 16 and fine.proj.in_features == 2 * (8 + 8 + 16) + 16
+    assert fine(torch.rand(2, 3, 32, 32)).shape == (2, 32)
+    with pytest.raises(ValueError, match="keypoint_stages=4 must be in 1..3"):
+        CameraEncoder((8, 8, 16), 4, 32, keypoint_stages=4)

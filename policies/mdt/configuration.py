@@ -31,6 +31,7 @@ class MDTConfig:
     # --- network sizes ---------------------------------------------------------------------------
     cnn_widths: tuple[int, ...] = (16, 32, 64, 64)   # channels per stride-2 stage of the per-camera CNN
     cnn_groups: int = 8             # GroupNorm groups
+    keypoint_stages: int = 1        # soft-argmax points from the last k stage maps (1: the last, coarsest, only)
     d_model: int = 128              # token width of encoder and decoder
     n_heads: int = 4
     encoder_layers: int = 2         # non-causal transformer over observation and goal tokens

@@ -229,8 +229,8 @@ class MDTModel(nn.Module):
         self.cfg, self.cameras, self.action_dim = cfg, tuple(cameras), action_dim
         d = cfg.d_model
         film = d if cfg.goal_film else None
-        self.camera_encoders = nn.ModuleDict({c: CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d, film)
-                                              for c in cameras})
+        self.camera_encoders = nn.ModuleDict({c: CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d, film,
+                                                               cfg.keypoint_stages) for c in cameras})
         self.goal_image_encoder = CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d)
         self.image_goal_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.language_goal_mlp = nn.Sequential(nn.Linear(cfg.language_dim, d), nn.GELU(), nn.Linear(d, d))

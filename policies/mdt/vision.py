@@ -56,35 +56,44 @@ class _Stage(nn.Module):
         return F.silu(x + self.res(x))
 
 
+def soft_argmax(f: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) feature maps -> (N, 2C): each channel's expected (column, row) in [-1, 1] under its softmax."""
+    n, c, h, w = f.shape
+    attn = f.flatten(2).softmax(-1).view(n, c, h, w)
+    ys = torch.linspace(-1, 1, h, device=f.device, dtype=f.dtype)
+    xs = torch.linspace(-1, 1, w, device=f.device, dtype=f.dtype)
+    return torch.cat([(attn.sum(2) * xs).sum(-1), (attn.sum(3) * ys).sum(-1)], dim=-1)
+
+
 class CameraEncoder(nn.Module):
     """(N, 3, h, w) float in [-1, 1] (+ an optional (N, cond_dim) goal) -> (N, d_out) token.
 
     With `cond_dim`, every stage's channels are FiLM-modulated by the goal, so
     the features (and the soft-argmax points) can pick out what the goal names.
+    `keypoint_stages` > 1 also takes soft-argmax points from earlier, finer maps:
+    the last map of a 64-pixel image is 4x4, too coarse to place a small object.
     """
 
-    def __init__(self, widths: tuple[int, ...], groups: int, d_out: int, cond_dim: int | None = None):
+    def __init__(self, widths: tuple[int, ...], groups: int, d_out: int, cond_dim: int | None = None,
+                 keypoint_stages: int = 1):
         super().__init__()
+        if not 1 <= keypoint_stages <= len(widths):
+            raise ValueError(f"keypoint_stages={keypoint_stages} must be in 1..{len(widths)} (the CNN's stages)")
         chans = (3, *widths)
         self.stages = nn.ModuleList([_Stage(a, b, groups) for a, b in itertools.pairwise(chans)])
         self.films = nn.ModuleList([FiLM(cond_dim, c) for c in widths]) if cond_dim else None
-        c = widths[-1]
-        self.proj = nn.Linear(3 * c, d_out)
+        self.first_keypoint_stage = len(widths) - keypoint_stages
+        self.proj = nn.Linear(2 * sum(widths[self.first_keypoint_stage:]) + widths[-1], d_out)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         if (cond is None) != (self.films is None):
             raise ValueError("this camera encoder " + ("needs" if self.films is not None else "takes no")
                              + " goal conditioning (cond)")
-        f = x
+        f, points = x, []
         for i, stage in enumerate(self.stages):
             f = stage(f)
             if self.films is not None:
                 f = self.films[i](f, cond)
-        # f: (N, C, h', w')
-        n, c, h, w = f.shape
-        attn = f.flatten(2).softmax(-1).view(n, c, h, w)
-        ys = torch.linspace(-1, 1, h, device=f.device, dtype=f.dtype)
-        xs = torch.linspace(-1, 1, w, device=f.device, dtype=f.dtype)
-        kx = (attn.sum(2) * xs).sum(-1)  # (N, C) expected column
-        ky = (attn.sum(3) * ys).sum(-1)  # (N, C) expected row
-        return self.proj(torch.cat([kx, ky, f.mean((2, 3))], dim=-1))
+            if i >= self.first_keypoint_stage:
+                points.append(soft_argmax(f))
+        return self.proj(torch.cat([*points, f.mean((2, 3))], dim=-1))  # where things are, and what is there
