@@ -92,7 +92,13 @@ _WORKER_KWARGS: dict[str, Any] = {}
 
 def _init_worker(kwargs: dict[str, Any]) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
+    _WORKER_KWARGS.clear()  # a collection in this process must not inherit the last one's cameras or sizes
     _WORKER_KWARGS.update(kwargs)
+
+
+def _close_worker_envs() -> None:
+    while _WORKER_ENVS:
+        _WORKER_ENVS.popitem()[1].close()
 
 
 def _run_one(job: tuple[str, int]) -> tuple[str, int, Any, int]:
@@ -117,8 +123,11 @@ def run_jobs(jobs: list[tuple[str, int]], kwargs: dict[str, Any], workers: int) 
     """Yield finished episodes in job order, from `workers` processes (1 = in this process)."""
     if workers <= 1:
         _init_worker(kwargs)
-        for job in jobs:
-            yield _run_one(job)
+        try:
+            for job in jobs:
+                yield _run_one(job)
+        finally:  # the envs were made with this call's kwargs: none may serve the next collection
+            _close_worker_envs()
         return
     # spawn, not fork: MuJoCo's EGL contexts do not survive a fork.
     ctx = mp.get_context("spawn")

@@ -44,3 +44,19 @@ def test_scenes_shared_between_goals_are_demonstrated_once_per_goal(tmp_path):
     assert first[0].task != first[1].task
     frames = [e.images["front"][0].astype(int) for e in first]
     assert np.abs(frames[0] - frames[1]).mean() < 1.0 < np.abs(frames[0] - frames[2]).mean()
+
+
+def test_collections_in_one_process_do_not_inherit_each_others_env_options(tmp_path):
+    """workers=1 runs the experts in this process: the second collection must get its own cameras, image size
+    and one goal per scene, not the envs and options the first one left behind."""
+    from embodied.data import open_dataset
+
+    collect(CollectConfig(tasks=("tabletop/reach-v0",), episodes_per_task=2, goals_per_layout=2, cameras=("front",),
+                          image_size=32, out=tmp_path / "a", workers=1), progress=False)
+    collect(CollectConfig(tasks=("tabletop/reach-v0",), episodes_per_task=2, image_size=48, out=tmp_path / "b",
+                          workers=1), progress=False)
+    data = open_dataset(tmp_path / "b")
+    assert data.spec.camera_names == ("front", "wrist")
+    assert data.episode(0).images["wrist"].shape[1:] == (48, 48, 3)
+    first = [data.episode(i).images["front"][0].astype(int) for i in range(2)]
+    assert np.abs(first[0] - first[1]).mean() > 1.0  # two scenes, not one scene with two goals
