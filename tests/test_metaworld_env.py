@@ -172,7 +172,7 @@ def test_async_vector_env_with_two_envs():
 
 def test_msaa_and_reflections_are_off_by_default_and_each_one_switch():
     # Off, a frame costs about a third on llvmpipe; the scene itself is the same either way.
-    kw = dict(cameras=("corner",), height=48, width=48, depth=False)
+    kw = {"cameras": ("corner",), "height": 48, "width": 48, "depth": False}
     fast, full = MetaWorldEnv("reach-v3", **kw), MetaWorldEnv("reach-v3", antialiasing=True, reflections=True, **kw)
     try:
         a = fast.reset(seed=3)[0]["images"]["corner"].astype(float)
