@@ -3,7 +3,8 @@
     python bench/success.py                       # the protocol: 50 demos/task, 50 episodes/task
     python bench/success.py --demos 20 --episodes 20 --steps 1500 --families reach,open-drawer
 
-1. Collects `--demos` expert demonstrations per family (seeds 0..demos-1).
+1. Collects `--demos` expert demonstrations per family, each family on its
+   own seeds (so its own scenes: CollectConfig.distinct_scenes).
 2. Trains MDT-small twice with the one training loop: full (MGF + CLA) and the
    ablation without them, same data, same steps, same seed.
 3. Evaluates both on `--episodes` unseen seeds per task (from seed 10000) in
@@ -94,14 +95,17 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"not single-step families: {unknown}; choose from {SINGLE_STEP}")
     tasks = tuple(f"tabletop/{f}-v0" for f in families)
     data = args.work / "data"
+    ccfg = CollectConfig(tasks=tasks, episodes_per_task=args.demos, goals_per_layout=args.goals_per_layout,
+                         image_size=args.image_size, out=data)
+    if ccfg.first_unused_seed(len(tasks)) > EVAL_SEED0:
+        ap.error(f"{args.demos} demos x {len(tasks)} families would use evaluation seeds (from {EVAL_SEED0})")
     wanted = {"tasks": list(tasks), "demos": args.demos, "goals_per_layout": args.goals_per_layout,
-              "image_size": args.image_size}
+              "image_size": args.image_size, "distinct_scenes": ccfg.distinct_scenes}
     made = args.work / "data_settings.json"
     if not (data / "meta" / "info.json").exists() or not made.exists() or json.loads(made.read_text()) != wanted:
         shutil.rmtree(args.work, ignore_errors=True)  # runs trained on other data are stale too
         # Cameras render at the policy's size: nothing to resize per step, and llvmpipe draws a quarter of the pixels.
-        collect(CollectConfig(tasks=tasks, episodes_per_task=args.demos, goals_per_layout=args.goals_per_layout,
-                              image_size=args.image_size, out=data))
+        collect(ccfg)
         made.write_text(json.dumps(wanted))
 
     base = load_policy_class("mdt").config_class()
@@ -130,13 +134,15 @@ def main(argv: list[str] | None = None) -> dict:
                                           device=device))
     floor = {t: random_policy_success(t, args.episodes) for t in tasks}
     seen = None
-    # Seed i of a demo-seed run is demo i's scene and goal only when each scene had one goal.
+    # Seed s of a demo-seed run is that demo's scene and goal only when each scene had one goal.
     if args.demo_seed_episodes > 0 and args.goals_per_layout == 1:
         n = min(args.demo_seed_episodes, args.demos)
-        info = evaluate(EvalConfig(checkpoint=str(run_dirs["full"]), tasks=tasks, episodes=n, num_envs=args.num_envs,
-                                   seed0=0, out=str(args.work / "eval_demo_seeds"), videos=0, device=device))
-        seen = {"episodes_per_task": n, "mean_success": info["mean_success"],
-                "tasks": {t: info["tasks"][t]["success_rate"] for t in tasks}}
+        rates = {t: evaluate(EvalConfig(checkpoint=str(run_dirs["full"]), tasks=(t,), episodes=n,
+                                        num_envs=args.num_envs, seed0=ccfg.task_seeds(k).start,
+                                        out=str(args.work / "eval_demo_seeds" / t.replace("/", "_")), videos=0,
+                                        device=device))["tasks"][t]["success_rate"]
+                 for k, t in enumerate(tasks)}
+        seen = {"episodes_per_task": n, "mean_success": float(np.mean(list(rates.values()))), "tasks": rates}
 
     print(f"\n{'task':28s}{'MDT':>8s}{'no MGF/CLA':>12s}{'random':>8s}{'ratio':>8s}{'demo seeds':>12s}")
     for t in tasks:

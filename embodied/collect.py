@@ -25,14 +25,18 @@ from embodied import registry
 @dataclasses.dataclass
 class CollectConfig:
     """tasks: registered env names, or a suite prefix such as "tabletop/" for all of it.
-    episodes_per_task: demonstrations attempted per task (seeds seed .. seed+n-1).
+    episodes_per_task: demonstrations attempted per task (see `task_seeds`).
     cameras: camera names to record (None: the env's default cameras).
     workers: parallel environment processes. keep_failures: also write
     episodes where the expert failed (flagged success=False).
     goals_per_layout: > 1 demonstrates each scene with that many goals
     (consecutive seeds share a layout; tabletop envs), so that a policy must
     read the instruction to tell them apart. It trades distinct scenes for
-    instructions: for the same number of demos there are n times fewer scenes."""
+    instructions: for the same number of demos there are n times fewer scenes.
+    distinct_scenes: each task gets its own block of seeds (task k of n:
+    seed + k*episodes_per_task ..). Envs of one suite draw the same layout
+    from the same seed, so without it nine tabletop families on seeds 0..49
+    show the same few scenes nine times over; with it, 450 scenes."""
 
     tasks: tuple[str, ...] = ("tabletop/",)
     episodes_per_task: int = 5
@@ -43,6 +47,16 @@ class CollectConfig:
     image_size: int = 128
     keep_failures: bool = False
     goals_per_layout: int = 1
+    distinct_scenes: bool = True
+
+    def task_seeds(self, k: int) -> range:
+        """Seeds of the demonstrations attempted for the k-th task (in `resolve_tasks` order)."""
+        start = self.seed + (k * self.episodes_per_task if self.distinct_scenes else 0)
+        return range(start, start + self.episodes_per_task)
+
+    def first_unused_seed(self, n_tasks: int) -> int:
+        """The lowest seed above every demonstration's seed: where evaluation on unseen scenes can start."""
+        return self.task_seeds(n_tasks - 1).stop if n_tasks else self.seed
 
 
 @dataclasses.dataclass
@@ -143,7 +157,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, TaskStats]:
     from embodied.data import DatasetWriter
 
     tasks = resolve_tasks(cfg.tasks)
-    jobs = [(t, cfg.seed + i) for t in tasks for i in range(cfg.episodes_per_task)]
+    jobs = [(t, seed) for k, t in enumerate(tasks) for seed in cfg.task_seeds(k)]
     stats = {t: TaskStats(t) for t in tasks}
     writer = None
     bar = tqdm(total=len(jobs), desc="collecting", unit="ep", disable=not progress)

@@ -105,7 +105,7 @@ def run_demo(cfg: DemoConfig) -> Path:
 
     print("[3/4] evaluating on fresh seeds", flush=True)
     t = time.monotonic()
-    first_unseen = ccfg.seed + ccfg.episodes_per_task  # seeds the demonstrations did not use
+    first_unseen = ccfg.first_unused_seed(len(stats))
     info = evaluate(EvalConfig(checkpoint=str(checkpoint), tasks=tuple(stats), episodes=cfg.eval_episodes,
                                num_envs=cfg.num_envs, seed0=first_unseen, out=str(out / "eval"),
                                videos=cfg.videos, image_size=(ccfg.image_size, ccfg.image_size)))

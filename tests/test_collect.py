@@ -60,3 +60,24 @@ def test_collections_in_one_process_do_not_inherit_each_others_env_options(tmp_p
     assert data.episode(0).images["wrist"].shape[1:] == (48, 48, 3)
     first = [data.episode(i).images["front"][0].astype(int) for i in range(2)]
     assert np.abs(first[0] - first[1]).mean() > 1.0  # two scenes, not one scene with two goals
+
+
+def test_each_task_is_demonstrated_in_scenes_of_its_own(tmp_path):
+    """One seed gives pick and reach the same table; distinct_scenes (the default) gives every task its own seeds,
+    so a two-task dataset of one demo each shows two scenes, not one."""
+    from embodied.data import open_dataset
+
+    tasks = ("tabletop/pick-v0", "tabletop/reach-v0")
+    shared = CollectConfig(tasks=tasks, episodes_per_task=1, cameras=("front",), image_size=32, workers=1,
+                           distinct_scenes=False, out=tmp_path / "shared")
+    own = CollectConfig(tasks=tasks, episodes_per_task=1, cameras=("front",), image_size=32, workers=1,
+                        out=tmp_path / "own")
+    assert [own.task_seeds(k) for k in range(2)] == [range(1), range(1, 2)] and own.first_unused_seed(2) == 2
+    assert shared.task_seeds(1) == range(1) and shared.first_unused_seed(2) == 1
+    difference = {}
+    for cfg in (shared, own):
+        collect(cfg, progress=False)
+        data = open_dataset(cfg.out)
+        a, b = (data.episode(i).images["front"][0].astype(int) for i in range(2))
+        difference[cfg.out.name] = np.abs(a - b).mean()
+    assert difference["shared"] < 1.0 < difference["own"]
