@@ -154,19 +154,30 @@ class EmbodimentSpec:
 
     Stored in every dataset and checkpoint; `check_compatible` is how a
     checkpoint refuses an embodiment it was not trained for.
+
+    privileged: state keys only a simulator knows (where the goal's objects
+    are, say). They are recorded like any state, so that a policy can learn
+    to predict them, but no policy reads them as input unless it names them,
+    and a real robot, which lacks them, still matches a spec that has them.
     """
 
     name: str
     cameras: tuple[CameraSpec, ...]
     state: Mapping[str, int]
     action: ActionSpec
+    privileged: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cameras", tuple(self.cameras))
         object.__setattr__(self, "state", dict(self.state))
+        object.__setattr__(self, "privileged", tuple(self.privileged))
         missing = [k for k in REQUIRED_STATE_KEYS if k not in self.state]
         if missing:
             raise ValueError(f"EmbodimentSpec {self.name!r} lacks required state keys {missing}")
+        bad = [k for k in self.privileged if k not in self.state or k in REQUIRED_STATE_KEYS]
+        if bad:
+            raise ValueError(f"EmbodimentSpec {self.name!r}: privileged keys {bad} must be state keys other than "
+                             f"the required {list(REQUIRED_STATE_KEYS)}")
 
     @property
     def control_hz(self) -> float:
@@ -195,6 +206,7 @@ class EmbodimentSpec:
             cameras=tuple(CameraSpec(**c) for c in d["cameras"]),
             state={k: int(v) for k, v in d["state"].items()},
             action=ActionSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["action"].items()}),
+            privileged=tuple(d.get("privileged", ())),  # specs saved before privileged state existed have none
         )
 
     def check_compatible(self, other: EmbodimentSpec, *, what: str = "checkpoint") -> None:
@@ -202,7 +214,8 @@ class EmbodimentSpec:
 
         Cameras must exist with the same size, state keys with the same dims,
         and the action mode, dim and rate must match. Extra cameras or state
-        keys on `other` are fine: a policy simply does not read them.
+        keys on `other` are fine: a policy simply does not read them. So is a
+        missing privileged key: no policy input comes from it.
         """
         problems = []
         for cam in self.cameras:
@@ -217,7 +230,8 @@ class EmbodimentSpec:
                 )
         for key, dim in self.state.items():
             if key not in other.state:
-                problems.append(f"state key {key!r} is missing")
+                if key not in self.privileged:
+                    problems.append(f"state key {key!r} is missing")
             elif other.state[key] != dim:
                 problems.append(f"state {key!r} has dim {other.state[key]}, {what} expects {dim}")
         a, b = self.action, other.action
@@ -261,6 +275,8 @@ class Observation:
                 )
         for key, dim in spec.state.items():
             v = self.state.get(key)
+            if v is None and key in spec.privileged:
+                continue  # a real robot does not know it; see EmbodimentSpec
             if v is None or v.shape != (dim,):
                 got = None if v is None else v.shape
                 raise SpecMismatchError(f"state {key!r} has shape {got}; expected ({dim},)")

@@ -183,3 +183,23 @@ def test_writer_refuses_a_non_empty_folder_that_is_not_a_dataset(tmp_path):
     with pytest.raises(DatasetError, match="not a dataset"):
         DatasetWriter(tmp_path, synthetic_spec())
     assert (tmp_path / "notes.txt").read_text() == "my files"
+
+
+def test_policies_read_all_state_but_the_privileged_and_a_robot_without_it_gets_zeros(tmp_path):
+    """state_indices(spec, ()) is what a policy reads by default: everything but the privileged keys. The
+    writer refuses a frame without them (it would record zeros as the truth); a batch for a real robot fills them."""
+    from embodied.data.format import flatten_state, state_indices
+
+    base = synthetic_spec()
+    sim = dataclasses.replace(base, state=dict(base.state) | {"goal_points": 6}, privileged=("goal_points",))
+    assert state_indices(sim, ()) == list(range(15)) and state_indices(sim, ("goal_points",)) == list(range(15, 21))
+    real = synthetic_observation(base, t=0)
+    flat = flatten_state(real.state, sim)
+    assert flat.shape == (21,) and not flat[15:].any()
+    np.testing.assert_array_equal(flat[:15], flatten_state(real.state, base))
+    with DatasetWriter(tmp_path / "d", sim) as w:
+        w.start_episode("touch the red cube")
+        with pytest.raises(SpecMismatchError, match="lacks privileged state \\['goal_points'\\]"):
+            w.add_frame(real, synthetic_action(sim, 0))
+        w.add_frame(synthetic_observation(sim, 0), synthetic_action(sim, 0))
+        w.end_episode(success=True)

@@ -273,3 +273,43 @@ def test_goal_film_makes_the_camera_tokens_depend_on_the_goal(dataset, language,
         policy.model.camera_encoders["front"](images["front"].flatten(0, 1))
     with pytest.raises(ValueError, match="takes no goal conditioning"):
         make(dataset, language).model.camera_encoders["front"](images["front"].flatten(0, 1), drawer)
+
+
+def test_localisation_loss_learns_the_privileged_state_from_the_images(tmp_path, language, one_thread):
+    """localisation_weight > 0: the encoder output must predict the spec's privileged state (here a value that
+    the synthetic images show, as a sim's object position shows in its frames), and its gradient reaches the
+    camera CNNs. Without privileged state in the spec the option is a clear error."""
+    from embodied.data import DatasetWriter
+    from embodied.data.synthetic import synthetic_action
+
+    base = synthetic_spec()
+    spec = dataclasses.replace(base, state=dict(base.state) | {"goal_points": 1}, privileged=("goal_points",))
+    with DatasetWriter(tmp_path / "d", spec) as w:
+        for episode in range(2):
+            w.start_episode("touch the red cube")
+            for t in range(12):
+                obs = synthetic_observation(spec, t, episode)
+                obs.state["goal_points"] = np.array([0.3 * t], np.float32)  # the images' phase drifts with t
+                w.add_frame(obs, synthetic_action(spec, t, episode))
+            w.end_episode(success=True)
+    data = open_dataset(tmp_path / "d")
+    torch.manual_seed(0)
+    policy = MDTPolicy.from_dataset_meta(dataclasses.replace(TINY, localisation_weight=1.0, use_state=False),
+                                         data.spec, data.stats, language)
+    batch = batch_for(policy, data)
+    total, metrics = policy.loss(batch)
+    assert metrics["loss"] == pytest.approx(metrics["diffusion"] + TINY.mgf_weight * metrics["mgf"]
+                                            + TINY.cla_weight * metrics["cla"] + metrics["localisation"], rel=1e-5)
+    total.backward()
+    assert policy.model.camera_encoders["front"].stages[0].down[0].weight.grad.abs().sum() > 0
+    first = metrics["localisation"]
+    opt = torch.optim.AdamW(policy.trainable_parameters(), lr=3e-3)
+    for _ in range(60):
+        opt.zero_grad()
+        policy.loss(batch)[0].backward()
+        opt.step()
+    assert policy.loss(batch)[1]["localisation"] < 0.2 * first
+    assert "localisation" not in make(data, language).loss(batch)[1]  # off by default: MDT as published
+    plain = open_dataset(write_synthetic_dataset(tmp_path / "plain", 1, 12))
+    with pytest.raises(ValueError, match="localisation_weight=1.0 needs privileged state"):
+        make(plain, language, localisation_weight=1.0)

@@ -228,3 +228,33 @@ def test_async_vector_env_with_two_envs():
         assert info["cameras"]["front"]["intrinsics"].shape == (2, 3, 3)
     finally:
         envs.close()
+
+
+def test_goal_points_say_where_the_goals_object_is_and_where_it_must_go():
+    """Privileged state (never a policy input unless named): (subject xyz, destination xyz) in metres,
+    following the object as the expert carries it."""
+    env = TabletopEnv(task="pick", cameras=())
+    assert env.embodiment_spec.privileged == ("goal_points",) and env.embodiment_spec.state["goal_points"] == 6
+    obs, _ = env.reset(seed=3)
+    start = env.world.pos(env.goal.params["object"])
+    np.testing.assert_allclose(obs["state"]["goal_points"], np.concatenate([start, start]), atol=1e-6)
+    expert, done = env.make_expert(), False
+    expert.reset()
+    while not done:
+        obs, _, done, truncated, _ = env.step(expert.act())
+        done = done or truncated
+    points = obs["state"]["goal_points"]
+    assert points[2] > start[2] + 0.03  # lifted, and the points went with it
+    np.testing.assert_allclose(points[:3], env.world.pos(env.goal.params["object"]), atol=1e-6)
+
+    place = TabletopEnv(task="place", cameras=())
+    obs, _ = place.reset(seed=3)
+    np.testing.assert_allclose(obs["state"]["goal_points"][3:], place.world.pos(place.goal.params["container"]),
+                               atol=1e-6)
+    drawer = TabletopEnv(task="close-drawer", cameras=())
+    obs, _ = drawer.reset(seed=3)
+    front = obs["state"]["goal_points"][:3]
+    assert abs(front[0] - drawer.world.drawer_front_x()) < 1e-6  # the handle side, which moves with the drawer
+    store = TabletopEnv(task="put-in-drawer", cameras=())
+    obs, _ = store.reset(seed=3)
+    np.testing.assert_allclose(obs["state"]["goal_points"][3:], store.world.drawer_center(), atol=1e-6)

@@ -70,3 +70,22 @@ def test_axis_angle_quaternion_round_trip():
         np.testing.assert_allclose(quat_to_axis_angle(axis_angle_to_quat(v)), v, atol=1e-5)
     qz = axis_angle_to_quat([0, 0, np.pi / 2])
     np.testing.assert_allclose(quat_to_axis_angle(quat_mul(qz, qz)), [0, 0, np.pi], atol=1e-5)
+
+
+def test_privileged_state_is_recorded_but_a_real_robot_without_it_still_matches():
+    """A sim spec may carry state only a simulator knows (where the goal's object is); a checkpoint trained on
+    it still drives a robot that lacks it, and an observation without it still passes the checks."""
+    sim = spec(state=STATE | {"goal_points": 6})
+    sim = EmbodimentSpec(sim.name, sim.cameras, sim.state, sim.action, privileged=("goal_points",))
+    assert EmbodimentSpec.from_dict(sim.to_dict()) == sim
+    old = sim.to_dict()
+    del old["privileged"]  # a spec saved before privileged state existed
+    assert EmbodimentSpec.from_dict(old).privileged == ()
+    sim.check_compatible(spec())  # the real arm: no goal_points, no error
+    with pytest.raises(SpecMismatchError, match="'goal_points' is missing"):
+        EmbodimentSpec.from_dict(old).check_compatible(spec())  # not privileged: a policy input that is missing
+    img = np.zeros((64, 64, 3), np.uint8)
+    Observation(images={"front": img, "wrist": img},
+                state={k: np.zeros(d, np.float32) for k, d in STATE.items()}).check(sim)
+    with pytest.raises(ValueError, match="privileged keys \\['gripper'\\]"):
+        EmbodimentSpec("x", (), STATE, ACT, privileged=("gripper",))

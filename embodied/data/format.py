@@ -75,25 +75,32 @@ def state_dim(spec: EmbodimentSpec) -> int:
 
 
 def state_indices(spec: EmbodimentSpec, keys: Sequence[str]) -> list[int]:
-    """Positions in the flat (S,) state of the entries `keys` (spec order kept); () = every position.
+    """Positions in the flat (S,) state of the entries `keys` (spec order kept); () = every position a
+    policy may read, i.e. all but the spec's privileged keys (naming one selects it anyway).
 
-    A policy that reads only some of the state (proprioception without a
-    simulator's privileged object poses, say) selects them with these.
+    A policy that reads only some of the state (proprioception alone, say)
+    selects them with these; a loss that predicts privileged state finds its
+    targets with ``state_indices(spec, spec.privileged)``.
     """
     unknown = [k for k in keys if k not in spec.state]
     if unknown:
         raise KeyError(f"state keys {unknown} are not in {spec.name!r}'s state; it has {list(spec.state)}")
     out, i = [], 0
     for key, dim in spec.state.items():
-        if not keys or key in keys:
+        if key in keys or (not keys and key not in spec.privileged):
             out.extend(range(i, i + dim))
         i += dim
     return out
 
 
 def flatten_state(state: Mapping[str, np.ndarray], spec: EmbodimentSpec) -> np.ndarray:
-    """{key: (d,)} -> (S,) float32, the keys concatenated in spec order."""
-    return np.concatenate([np.asarray(state[k], np.float32).reshape(-1) for k in spec.state])
+    """{key: (d,)} -> (S,) float32, the keys concatenated in spec order.
+
+    A privileged key the state lacks (a real robot driven by a policy trained
+    in simulation) becomes zeros: no policy input comes from it.
+    """
+    return np.concatenate([np.asarray(state[k], np.float32).reshape(-1) if k in state or k not in spec.privileged
+                           else np.zeros(d, np.float32) for k, d in spec.state.items()])
 
 
 def split_state(flat: np.ndarray, spec: EmbodimentSpec) -> dict[str, np.ndarray]:

@@ -226,6 +226,10 @@ class DatasetWriter:
         """
         rec = self._require_recording("add_frame")
         obs.check(self.spec)
+        lacking = [k for k in self.spec.privileged if k not in obs.state]
+        if lacking:  # zeros would be recorded as the truth a policy learns to predict
+            raise SpecMismatchError(f"observation lacks privileged state {lacking} that {self.spec.name!r} records; "
+                                    "record with the simulator that provides it, or a spec without it")
         value = action.value if isinstance(action, Action) else np.asarray(action, np.float32)
         if value.shape != (self.spec.action.dim,):
             raise SpecMismatchError(f"action has shape {value.shape}; {self.spec.name!r} takes "

@@ -25,7 +25,7 @@ from envs.tabletop.controller import TOP_DOWN, ArmController, solve_home
 from envs.tabletop.layout import apply_layout, sample_layout
 from envs.tabletop.rendering import CameraRenderer, extrinsics, intrinsics
 from envs.tabletop.scene import ROBOTS, Scene, SceneConfig, build_scene
-from envs.tabletop.tasks import FAMILIES, Goal, make_task
+from envs.tabletop.tasks import FAMILIES, GOAL_POINTS_DIM, Goal, goal_points, make_task
 from envs.tabletop.world import World
 
 CAMERAS: tuple[str, ...] = ("front", "wrist")
@@ -138,8 +138,10 @@ class TabletopEnv(gym.Env):
         self.embodiment_spec = EmbodimentSpec(
             name=f"tabletop-{config.robot}",
             cameras=tuple(CameraSpec(c, h, w) for c in config.cameras),
-            state={"joint_pos": n, "joint_vel": n, "ee_pos": 3, "ee_quat": 4, "gripper": 1},
+            state={"joint_pos": n, "joint_vel": n, "ee_pos": 3, "ee_quat": 4, "gripper": 1,
+                   "goal_points": GOAL_POINTS_DIM},
             action=self.action_spec,
+            privileged=("goal_points",),
         )
         self.action_space = gym.spaces.Box(self.action_spec.low_array, self.action_spec.high_array, dtype=np.float32)
         jr = self.model.jnt_range[self.scene.arm_joint_ids].astype(np.float32)
@@ -158,6 +160,7 @@ class TabletopEnv(gym.Env):
                         "ee_pos": gym.spaces.Box(-2.0, 2.0, (3,), f32),
                         "ee_quat": gym.spaces.Box(-1.0, 1.0, (4,), f32),
                         "gripper": gym.spaces.Box(0.0, 1.0, (1,), f32),
+                        "goal_points": gym.spaces.Box(-2.0, 2.0, (GOAL_POINTS_DIM,), f32),
                     }
                 ),
             }
@@ -252,7 +255,7 @@ class TabletopEnv(gym.Env):
         return {"images": images, "depth": depth, "state": state}
 
     def _observation_state(self) -> dict[str, np.ndarray]:
-        """The proprioceptive part of the observation (float32 vectors), no rendering."""
+        """Proprioception and the privileged goal points (float32 vectors), no rendering."""
         s, d = self.scene, self.data
         site = s.ee_site_id
         quat = np.empty(4)
@@ -265,6 +268,7 @@ class TabletopEnv(gym.Env):
             "ee_pos": np.clip(d.site_xpos[site], -2.0, 2.0).astype(np.float32),
             "ee_quat": quat.astype(np.float32),
             "gripper": np.array([self.world.gripper_opening()], np.float32),
+            "goal_points": np.clip(goal_points(self.goal, self.world), -2.0, 2.0),
         }
 
     def _render(self, cam: str, depth: bool):

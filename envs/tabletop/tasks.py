@@ -71,6 +71,33 @@ class Goal:
         return self.stages[-1].instruction
 
 
+GOAL_POINTS_DIM = 6  # two points, flattened
+
+
+def goal_points(goal: Goal, world: World) -> np.ndarray:
+    """(6,) float32 metres, world frame: where the thing the goal acts on is now, then where it must end up.
+
+    The subject is the goal's object (the top block of a stack; for tasks of
+    several steps, their first object), the drawer front for the drawer
+    tasks, the hand for a language motion; the destination is the container, the block beneath, the
+    reference object or the drawer, else the subject itself. Privileged
+    state: a policy may learn to predict it from pixels (MDT's
+    `localisation_weight`), never read it.
+    """
+    p = goal.params
+    name = p.get("object") or p.get("top") or (p["order"][0] if p.get("order") else None)
+    drawer = goal.family in ("open-drawer", "close-drawer")
+    subject = world.pos(name) if name else world.drawer_front() if drawer else world.ee_pos()
+    other = p.get("container") or p.get("bottom") or p.get("reference")
+    if other:
+        destination = world.pos(other)
+    elif goal.family in ("put-in-drawer", "drawer-store"):
+        destination = world.drawer_center()
+    else:
+        destination = subject
+    return np.concatenate([subject, destination]).astype(np.float32)
+
+
 def describe(layout: Layout, scene: Scene, name: str, rng: np.random.Generator | None = None) -> str:
     """'the red block' (or a synonym of the noun when `rng` is given)."""
     kind = scene.object(name).kind

@@ -74,6 +74,11 @@ class World:
         g = self.scene.drawer_front_geom_id
         return float(self.data.geom_xpos[g][0] - self.model.geom_size[g][0])
 
+    def drawer_front(self) -> np.ndarray:
+        """World position of the middle of the drawer front's outer face (m), where its handle is."""
+        g = self.scene.drawer_front_geom_id
+        return self.data.geom_xpos[g] - np.array([self.model.geom_size[g][0], 0.0, 0.0])
+
     def drawer_center(self) -> np.ndarray:
         """World position of the centre of the drawer floor's top surface."""
         c = self.data.xpos[self.scene.drawer_body_id].copy()

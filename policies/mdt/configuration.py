@@ -78,6 +78,11 @@ class MDTConfig:
     cla_weight: float = 0.1
     cla_dim: int = 64
     cla_init_temperature: float = 0.07
+    # Predict the spec's privileged state (tabletop: where the goal's object is and where it must go)
+    # from the encoder output, so that the camera CNNs must find the named object in scenes they have
+    # not seen rather than recognise the scenes they have. Beyond MDT; 0 = off. Needs data recorded
+    # in a simulator that provides privileged state (EmbodimentSpec.privileged).
+    localisation_weight: float = 0.0
 
     def __post_init__(self) -> None:
         self.cameras = tuple(self.cameras)
@@ -96,6 +101,8 @@ class MDTConfig:
                             "(task, subtask, language_motion) with a positive sum")
         if not 0.0 <= self.language_fraction <= 1.0:
             problems.append(f"language_fraction={self.language_fraction} must be in [0, 1]")
+        if self.localisation_weight < 0:
+            problems.append(f"localisation_weight={self.localisation_weight} must be >= 0")
         if self.action_norm not in ("min_max", "bounds_q99"):
             problems.append(f"action_norm={self.action_norm!r} must be 'min_max' or 'bounds_q99'")
         if not 0 < self.sigma_min < self.sigma_max:

@@ -224,7 +224,8 @@ class LatentAlignment(nn.Module):
 class MDTModel(nn.Module):
     """All trainable MDT parts. The policy feeds it preprocessed tensors (see policy.py)."""
 
-    def __init__(self, cfg: MDTConfig, cameras: tuple[str, ...], state_dim: int, action_dim: int):
+    def __init__(self, cfg: MDTConfig, cameras: tuple[str, ...], state_dim: int, action_dim: int,
+                 privileged_dim: int = 0):
         super().__init__()
         self.cfg, self.cameras, self.action_dim = cfg, tuple(cameras), action_dim
         d = cfg.d_model
@@ -256,6 +257,8 @@ class MDTModel(nn.Module):
 
         self.foresight = MaskedForesight(cfg, len(cameras)) if cfg.use_mgf else None
         self.alignment = LatentAlignment(cfg) if cfg.use_cla else None
+        self.localiser = (nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, privileged_dim))
+                          if cfg.localisation_weight > 0 else None)
 
         # Masks are data, checked here once; None means "attend everywhere" to SDPA (its fast path).
         enc = ENCODER_SELF.mask(self.n_tokens, self.n_tokens)

@@ -4,7 +4,9 @@ One path to learn, one path to act:
 
 - `loss(batch)`: windows (B, To, ...) -> EDM denoising loss on normalised
   action chunks under image goals (every sample) and language goals
-  (labelled samples), plus MGF and CLA;
+  (labelled samples), plus MGF and CLA (and, with `localisation_weight`,
+  a regression of the spec's privileged state, e.g. where the goal's
+  object is, from the encoder output);
 - `predict(batch)`: (B, To, ...) observations + instructions -> (B, chunk, D)
   unnormalised actions, 10 DDIM steps under `torch.inference_mode`;
 - `act(obs)`: keeps an action queue, replans with `predict` when it empties.
@@ -86,7 +88,14 @@ class MDTPolicy(nn.Module):
             if feature not in normalizer.modes:
                 raise MissingStatisticError(f"the normaliser has no mode for {feature!r}; MDT needs it")
         self._state_index = torch.tensor(state_indices(spec, config.state_keys))
-        self.model = MDTModel(config, self.cameras, len(self._state_index), spec.action.dim)
+        self._privileged_index = torch.tensor(state_indices(spec, spec.privileged) if spec.privileged else [],
+                                              dtype=torch.long)
+        if config.localisation_weight > 0 and not spec.privileged:
+            raise ValueError(f"localisation_weight={config.localisation_weight} needs privileged state to predict, "
+                             f"and embodiment {spec.name!r} has none (its state: {list(spec.state)}); record the data "
+                             "in a simulator that provides it (tabletop: goal_points), or set localisation_weight=0")
+        self.model = MDTModel(config, self.cameras, len(self._state_index), spec.action.dim,
+                              privileged_dim=len(self._privileged_index))
         self._language = language_encoder
         self.scheduler = edm.make_scheduler(config.sigma_min, config.sigma_max, config.sigma_data)
         self._low = torch.as_tensor(spec.action.low_array)
@@ -235,6 +244,13 @@ class MDTPolicy(nn.Module):
                 mgf = self.model.foresight.loss(context[use_t], future)
                 total = total + cfg.mgf_weight * mgf
                 metrics["mgf"] = mgf.item()
+        if self.model.localiser is not None:
+            # Every row, image or language goal: both name the same object, so both must find it.
+            state = torch.as_tensor(batch[STATE], device=self.device).float()[:, -1]  # (B, S): the current frame
+            target = self.normalizer.normalize(STATE, state)[:, self._privileged_index.to(self.device)][rows_t]
+            localisation = nn.functional.mse_loss(self.model.localiser(context.mean(dim=1)), target)
+            total = total + cfg.localisation_weight * localisation
+            metrics["localisation"] = localisation.item()
         if self.model.alignment is not None and len(labelled) >= 2:
             lab_t = torch.tensor(labelled, device=self.device)
             cla = self.model.alignment.loss(context[b:], context[lab_t])
