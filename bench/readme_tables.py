@@ -15,6 +15,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from statistics import fmean
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -110,6 +111,10 @@ def success() -> str | None:
         + (f" On {seen['episodes_per_task']} of its own demonstrations' seeds per task (same scenes and goals) "
            f"it succeeds {seen['mean_success']:.0%}: the gap to the unseen seeds is what it has not learnt to "
            "generalise." if (seen := d.get("demo_seed_success")) else "")
+        + (" Its first action chunk heads for the goal's object with a mean cosine of "
+           f"{fmean([h['demo']['mean_cosine'] for h in heading.values()]):.2f} on its demonstrations' seeds and "
+           f"{fmean([h['unseen']['mean_cosine'] for h in heading.values()]):.2f} on unseen ones "
+           "(1: straight at it; `bench/heading.py`)." if (heading := d.get("heading")) else "")
     )
     return "\n".join(rows)
 

@@ -10,7 +10,9 @@
 3. Evaluates both on `--episodes` unseen seeds per task (from seed 10000) in
    parallel envs, and a uniformly random policy as the floor; and the full
    model on `--demo-seed-episodes` of its own demonstrations' seeds, so that
-   a gap between fitting and generalising shows.
+   a gap between fitting and generalising shows; and where the full model's
+   first chunk heads, on `--heading-seeds` demo and unseen seeds per task
+   (bench/heading.py: a low-noise view of the same gap).
 4. Prints a per-task table side by side (full, ablation, random, and the
    full/ablation ratio) and, as its LAST line, one JSON object with
    `mean_success`, `ablation_mean_success`, `random_mean_success`, the
@@ -74,6 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--demo-seed-episodes", type=int, default=10,
                     help="also evaluate the full model on this many of its own demonstrations' seeds per task: "
                          "how well it fits what it saw, beside how well it generalises (0: skip)")
+    ap.add_argument("--heading-seeds", type=int, default=30,
+                    help="seeds per task (demo and unseen) for the first-chunk heading check (0: skip)")
     ap.add_argument("--policy", action="append", default=[], metavar="FIELD=VALUE",
                     help="override an MDTConfig field, e.g. --policy goal_film=true --policy cnn_widths=[32,64,64] "
                          "(VALUE is JSON, else a string); runs are named after the overrides")
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     import torch
+    from heading import heading_cosines, summary  # bench/, the script's own folder
 
     from embodied.collect import CollectConfig, collect
     from embodied.evaluate import EvalConfig, evaluate
@@ -143,13 +148,22 @@ def main(argv: list[str] | None = None) -> dict:
                                         device=device))["tasks"][t]["success_rate"]
                  for k, t in enumerate(tasks)}
         seen = {"episodes_per_task": n, "mean_success": float(np.mean(list(rates.values()))), "tasks": rates}
+    heading = None
+    if args.heading_seeds > 0:
+        n = args.heading_seeds
+        heading = {t: {"demo": summary(heading_cosines(str(run_dirs["full"]), t, ccfg.task_seeds(k)[:n])),
+                       "unseen": summary(heading_cosines(str(run_dirs["full"]), t, range(EVAL_SEED0, EVAL_SEED0 + n)))}
+                   for k, t in enumerate(tasks)}
 
-    print(f"\n{'task':28s}{'MDT':>8s}{'no MGF/CLA':>12s}{'random':>8s}{'ratio':>8s}{'demo seeds':>12s}")
+    print(f"\n{'task':28s}{'MDT':>8s}{'no MGF/CLA':>12s}{'random':>8s}{'ratio':>8s}{'demo seeds':>12s}"
+          f"{'heading demo/unseen':>21s}")
     for t in tasks:
         full = infos["full"]["tasks"][t]["success_rate"]
         abl = infos["ablation"]["tasks"][t]["success_rate"] if "ablation" in infos else float("nan")
         ratio = full / abl if abl else (float("nan") if full == 0 else float("inf"))
-        print(f"{t:28s}{full:8.0%}{abl:12.0%}{floor[t]:8.0%}{ratio:8.2f}{seen['tasks'][t] if seen else float('nan'):12.0%}")
+        head = f"{heading[t]['demo']['mean_cosine']:.2f} / {heading[t]['unseen']['mean_cosine']:.2f}" if heading else "-"
+        print(f"{t:28s}{full:8.0%}{abl:12.0%}{floor[t]:8.0%}{ratio:8.2f}"
+              f"{seen['tasks'][t] if seen else float('nan'):12.0%}{head:>21s}")
     result = {
         "mean_success": infos["full"]["mean_success"],
         "ablation_mean_success": infos["ablation"]["mean_success"] if "ablation" in infos else None,
@@ -157,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio_vs_ablation": (infos["full"]["mean_success"] / infos["ablation"]["mean_success"]
                               if "ablation" in infos and infos["ablation"]["mean_success"] else None),
         "demo_seed_success": seen,
+        "heading": heading,
         "train_minutes": minutes,
         "settings": {"policy_overrides": overrides, "demos_per_task": args.demos, "goals_per_layout": args.goals_per_layout,
                      "episodes_per_task": args.episodes, "steps": args.steps,

@@ -125,10 +125,29 @@ def test_success_note_says_the_settings_overrides_and_the_fit_on_demo_seeds(tmp_
               "settings": {"policy_overrides": {"goal_film": True}, "demos_per_task": 50, "episodes_per_task": 50,
                            "steps": 1500, "batch_size": 32, "image_size": 64, "device": "cpu", "cpu_count": 2}}
     (tmp_path / "success.json").write_text(json.dumps(result))
+    result["heading"] = {"tabletop/reach-v0": {"demo": {"mean_cosine": 0.98, "straight": 0.9, "seeds": 30},
+                                               "unseen": {"mean_cosine": 0.31, "straight": 0.2, "seeds": 30}}}
+    (tmp_path / "success.json").write_text(json.dumps(result))
     note = readme_tables.success()
+    assert "heads for the goal's object with a mean cosine of 0.98 on its demonstrations' seeds and 0.31" in note
     assert "| tabletop/reach-v0 | 30% | 20%–40% | – | – |" in note
     assert "MDT-small with `goal_film=true`" in note
     assert "On 10 of its own demonstrations' seeds per task (same scenes and goals) it succeeds 100%" in note
-    del result["demo_seed_success"], result["settings"]["policy_overrides"]
+    del result["demo_seed_success"], result["settings"]["policy_overrides"], result["heading"]
     (tmp_path / "success.json").write_text(json.dumps(result))
     assert "own demonstrations" not in readme_tables.success() and "with `" not in readme_tables.success()
+    assert "heads for" not in readme_tables.success()
+
+
+def test_heading_gives_one_cosine_per_seed_and_repeats(run):
+    """bench/heading.py: where a policy's first chunk goes, against where the goal's object is."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    try:
+        from heading import heading_cosines, summary
+    finally:
+        sys.path.pop(0)
+    cosines = heading_cosines(str(run), TASK, range(10_000, 10_003))
+    assert len(cosines) == 3 and all(-1.0 <= c <= 1.0 for c in cosines)
+    assert heading_cosines(str(run), TASK, range(10_000, 10_003)) == cosines  # same seeds, same noise
+    s = summary(cosines)
+    assert s["seeds"] == 3 and s["mean_cosine"] == pytest.approx(sum(cosines) / 3)
