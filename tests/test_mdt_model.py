@@ -177,3 +177,27 @@ def test_keypoints_from_finer_stages_place_a_small_bright_spot():
     assert fine(torch.rand(2, 3, 32, 32)).shape == (2, 32)
     with pytest.raises(ValueError, match="keypoint_stages=4 must be in 1..3"):
         CameraEncoder((8, 8, 16), 4, 32, keypoint_stages=4)
+
+
+def test_spatial_tokens_keep_one_token_per_cell_where_a_spot_is():
+    """spatial_tokens: each camera gives its pooled token, then one per cell of its last map; a bright spot
+    changes the tokens of the cells around it, not those across the image."""
+    from policies.mdt.vision import CameraEncoder, feature_map_size
+
+    assert feature_map_size((64, 64), 4) == (4, 4) and feature_map_size((96, 80), 3) == (12, 10)
+    torch.manual_seed(0)
+    enc = CameraEncoder((8, 8), 4, 16, spatial=feature_map_size((16, 16), 2)).eval()
+    blank = torch.zeros(1, 3, 16, 16)
+    spot = blank.clone()
+    spot[0, :, 1:3, 1:3] = 1.0  # top-left corner: cell (0, 0) of the 4x4 map
+    with torch.no_grad():
+        a, b = enc(blank), enc(spot)
+    assert a.shape == (1, 1 + 16, 16)
+    change = (a - b).norm(dim=-1)[0, 1:].view(4, 4)
+    # GroupNorm spreads a little of any change over the whole map; the spot's own cell changes most.
+    assert change.argmax() == 0 and change[0, 0] > 3 * change[3, 3]
+    with pytest.raises(ValueError, match="built for \\(4, 4\\)"):
+        enc(torch.zeros(1, 3, 32, 32))
+    m = MDTModel(MDTConfig(**(TINY | {"spatial_tokens": True})), CAMS, state_dim=22, action_dim=7)
+    cells = feature_map_size(TINY["image_size"], len(TINY["cnn_widths"]))
+    assert m.n_tokens == 1 + TINY.get("obs_horizon", 1) * (len(CAMS) * (1 + cells[0] * cells[1]) + 1)

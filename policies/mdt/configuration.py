@@ -32,6 +32,9 @@ class MDTConfig:
     cnn_widths: tuple[int, ...] = (16, 32, 64, 64)   # channels per stride-2 stage of the per-camera CNN
     cnn_groups: int = 8             # GroupNorm groups
     keypoint_stages: int = 1        # soft-argmax points from the last k stage maps (1: the last, coarsest, only)
+    # Also one token per cell of each camera's last feature map (64 px, 4 stages: 4x4 = 16), so the goal
+    # token can attend to where its object is. Beyond MDT, whose ResNet pools each camera to one token.
+    spatial_tokens: bool = False
     d_model: int = 128              # token width of encoder and decoder
     n_heads: int = 4
     encoder_layers: int = 2         # non-causal transformer over observation and goal tokens

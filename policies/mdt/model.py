@@ -3,7 +3,9 @@
 Token layout (B = batch, To = obs_horizon, K = cameras, d = d_model):
 
     encoder input  [goal | cam_1..K at frame 1 | state 1 | ... | cam_1..K at frame To | state To]
-                   (B, 1 + To (K + 1), d) without state tokens when use_state is off
+                   (B, 1 + To (K + 1), d) without state tokens when use_state is off;
+                   with spatial_tokens each cam is 1 + h'w' tokens (its pooled token, then
+                   one per cell of its last h' x w' feature map)
     decoder input  noisy action tokens (B, chunk, d), cross-attending to the encoder output
 
 Attention structure is declared as data (`AttentionRule`) and turned into
@@ -24,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from policies.mdt.configuration import MDTConfig
-from policies.mdt.vision import CameraEncoder
+from policies.mdt.vision import CameraEncoder, feature_map_size
 
 # ---------------------------------------------------------------------------------- attention
 
@@ -230,13 +232,15 @@ class MDTModel(nn.Module):
         self.cfg, self.cameras, self.action_dim = cfg, tuple(cameras), action_dim
         d = cfg.d_model
         film = d if cfg.goal_film else None
+        cells = feature_map_size(cfg.image_size, len(cfg.cnn_widths)) if cfg.spatial_tokens else None
         self.camera_encoders = nn.ModuleDict({c: CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d, film,
-                                                               cfg.keypoint_stages) for c in cameras})
+                                                               cfg.keypoint_stages, cells) for c in cameras})
+        per_camera = 1 + (cells[0] * cells[1] if cells else 0)
         self.goal_image_encoder = CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d)
         self.image_goal_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.language_goal_mlp = nn.Sequential(nn.Linear(cfg.language_dim, d), nn.GELU(), nn.Linear(d, d))
         self.state_in = nn.Linear(state_dim, d) if cfg.use_state else None
-        per_frame = len(cameras) + (1 if cfg.use_state else 0)
+        per_frame = len(cameras) * per_camera + (1 if cfg.use_state else 0)
         self.n_tokens = 1 + cfg.obs_horizon * per_frame
         self.encoder_pos = nn.Parameter(torch.randn(self.n_tokens, d) * 0.02)
         self.encoder = nn.ModuleList([EncoderBlock(d, cfg.n_heads, cfg.mlp_ratio, cfg.dropout)
@@ -274,7 +278,8 @@ class MDTModel(nn.Module):
     # -- encoder ------------------------------------------------------------------------------
     def observation_tokens(self, images: dict[str, torch.Tensor], state: torch.Tensor | None,
                            goal: torch.Tensor | None = None) -> torch.Tensor:
-        """images {cam: (B, To, 3, h, w)} in [-1, 1]; state (B, To, S) normalised -> (B, To·(K+1), d).
+        """images {cam: (B, To, 3, h, w)} in [-1, 1]; state (B, To, S) normalised -> (B, N - 1, d)
+        (N - 1 = To·(K+1), or To·(K(1 + h'w') + 1) with spatial_tokens)
 
         goal (B, d): the goal tokens the camera CNNs are FiLM-conditioned on; required
         with `goal_film`, and must be None without it.
@@ -283,10 +288,11 @@ class MDTModel(nn.Module):
         for cam in self.cameras:
             x = images[cam]
             cond = None if goal is None else goal.repeat_interleave(x.shape[1], dim=0)  # one per frame
-            per_frame.append(self.camera_encoders[cam](x.flatten(0, 1), cond).view(x.shape[0], x.shape[1], -1))
+            tokens = self.camera_encoders[cam](x.flatten(0, 1), cond)  # (B·To, d) or (B·To, 1 + cells, d)
+            per_frame.append(tokens.reshape(x.shape[0], x.shape[1], -1, tokens.shape[-1]))
         if self.state_in is not None:
-            per_frame.append(self.state_in(state))
-        return torch.stack(per_frame, dim=2).flatten(1, 2)  # (B, To, K+1, d) frame-major
+            per_frame.append(self.state_in(state)[:, :, None])
+        return torch.cat(per_frame, dim=2).flatten(1, 2)  # (B, To, tokens per frame, d) frame-major
 
     def language_goal(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, language_dim) sentence embeddings -> (B, d) goal tokens."""

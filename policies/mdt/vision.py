@@ -65,17 +65,30 @@ def soft_argmax(f: torch.Tensor) -> torch.Tensor:
     return torch.cat([(attn.sum(2) * xs).sum(-1), (attn.sum(3) * ys).sum(-1)], dim=-1)
 
 
+def feature_map_size(image_size: tuple[int, int], stages: int) -> tuple[int, int]:
+    """(h, w) of the last map of `stages` stride-2 stages (3x3, padding 1) on an image of `image_size`."""
+    h, w = image_size
+    for _ in range(stages):
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return h, w
+
+
 class CameraEncoder(nn.Module):
-    """(N, 3, h, w) float in [-1, 1] (+ an optional (N, cond_dim) goal) -> (N, d_out) token.
+    """(N, 3, h, w) float in [-1, 1] (+ an optional (N, cond_dim) goal) -> (N, d_out) token, or with
+    `spatial` (N, 1 + h'w', d_out): that token, then one per cell of the last (h', w') map.
 
     With `cond_dim`, every stage's channels are FiLM-modulated by the goal, so
     the features (and the soft-argmax points) can pick out what the goal names.
     `keypoint_stages` > 1 also takes soft-argmax points from earlier, finer maps:
     the last map of a 64-pixel image is 4x4, too coarse to place a small object.
+    `spatial` (the last map's size, `feature_map_size`) keeps every cell as a
+    token with a learned position, as ViT-style policies (Octo, RT-1) do, so a
+    goal can attend to the place whose features match it instead of the CNN
+    having to pool every object's position into one vector.
     """
 
     def __init__(self, widths: tuple[int, ...], groups: int, d_out: int, cond_dim: int | None = None,
-                 keypoint_stages: int = 1):
+                 keypoint_stages: int = 1, spatial: tuple[int, int] | None = None):
         super().__init__()
         if not 1 <= keypoint_stages <= len(widths):
             raise ValueError(f"keypoint_stages={keypoint_stages} must be in 1..{len(widths)} (the CNN's stages)")
@@ -84,6 +97,10 @@ class CameraEncoder(nn.Module):
         self.films = nn.ModuleList([FiLM(cond_dim, c) for c in widths]) if cond_dim else None
         self.first_keypoint_stage = len(widths) - keypoint_stages
         self.proj = nn.Linear(2 * sum(widths[self.first_keypoint_stage:]) + widths[-1], d_out)
+        self.spatial = spatial
+        if spatial is not None:
+            self.cell_proj = nn.Linear(widths[-1], d_out)
+            self.cell_pos = nn.Parameter(torch.randn(spatial[0] * spatial[1], d_out) * 0.02)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         if (cond is None) != (self.films is None):
@@ -96,4 +113,11 @@ class CameraEncoder(nn.Module):
                 f = self.films[i](f, cond)
             if i >= self.first_keypoint_stage:
                 points.append(soft_argmax(f))
-        return self.proj(torch.cat([*points, f.mean((2, 3))], dim=-1))  # where things are, and what is there
+        token = self.proj(torch.cat([*points, f.mean((2, 3))], dim=-1))  # where things are, and what is there
+        if self.spatial is None:
+            return token
+        if f.shape[2:] != self.spatial:
+            raise ValueError(f"the last feature map is {tuple(f.shape[2:])}, this encoder was built for {self.spatial}: "
+                             "feed images of the size in the policy's config")
+        cells = self.cell_proj(f.flatten(2).transpose(1, 2)) + self.cell_pos  # (N, h'w', d) row-major
+        return torch.cat([token[:, None], cells], dim=1)
