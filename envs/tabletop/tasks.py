@@ -79,10 +79,10 @@ def goal_points(goal: Goal, world: World) -> np.ndarray:
 
     The subject is the goal's object (the top block of a stack; for tasks of
     several steps, their first object), the drawer front for the drawer
-    tasks, the hand for a language motion; the destination is the container, the block beneath, the
-    reference object or the drawer, else the subject itself. Privileged
-    state: a policy may learn to predict it from pixels (MDT's
-    `localisation_weight`), never read it.
+    tasks, the hand for a language motion; the destination is the container,
+    the block beneath, the reference object or the drawer, else the subject
+    itself. Privileged state: a policy may learn to predict it from pixels
+    (MDT's `localisation_weight`), never read it.
     """
     p = goal.params
     name = p.get("object") or p.get("top") or (p["order"][0] if p.get("order") else None)

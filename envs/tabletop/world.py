@@ -71,8 +71,7 @@ class World:
 
     def drawer_front_x(self) -> float:
         """World x of the drawer front's outer face (m)."""
-        g = self.scene.drawer_front_geom_id
-        return float(self.data.geom_xpos[g][0] - self.model.geom_size[g][0])
+        return float(self.drawer_front()[0])
 
     def drawer_front(self) -> np.ndarray:
         """World position of the middle of the drawer front's outer face (m), where its handle is."""
