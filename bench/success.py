@@ -2,9 +2,15 @@
 
     python bench/success.py                       # the issue's protocol: 50 demos/task, 50 episodes/task
     python bench/success.py --demos 20 --episodes 20 --steps 1500 --families reach,open-drawer
+    python bench/success.py --scenes 2000 --policy localisation_weight=1.0   # + rendered scenes for perception
 
 1. Collects `--demos` expert demonstrations per family, each family on its
-   own seeds (so its own scenes: CollectConfig.distinct_scenes).
+   own seeds (so its own scenes: CollectConfig.distinct_scenes). With
+   `--scenes N`, also renders N scenes per family with no demonstration
+   (CollectConfig.scenes_only, seeds from 100000): training reads their
+   images, instructions and privileged state, never imitates their
+   actions. They are data the peers' protocol does not have, and the JSON
+   states how many.
 2. Trains MDT-small twice with the one training loop: full (MGF + CLA) and the
    ablation without them, same data, same steps, same seed.
 3. Evaluates both on `--episodes` unseen seeds per task (from seed 10000) in
@@ -39,6 +45,7 @@ RESULTS = ROOT / "bench" / "results"
 SINGLE_STEP = ("pick", "place", "push", "stack", "open-drawer", "close-drawer", "put-in-drawer", "reach",
                "move-next-to")
 EVAL_SEED0 = 10_000
+SCENE_SEED0 = 100_000  # rendered perception scenes: far above every demonstration and evaluation seed
 
 
 def random_policy_success(task: str, episodes: int) -> float:
@@ -69,6 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=20_000, help="training steps per model")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--image-size", type=int, default=64, help="image size the policy sees (pixels)")
+    ap.add_argument("--scenes", type=int, default=0,
+                    help="rendered scenes per family without demonstrations, for perception (0: none)")
     ap.add_argument("--families", default=",".join(SINGLE_STEP))
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench_success")
     ap.add_argument("--num-envs", type=int, default=2)
@@ -104,14 +113,21 @@ def main(argv: list[str] | None = None) -> dict:
                          image_size=args.image_size, out=data)
     if ccfg.first_unused_seed(len(tasks)) > EVAL_SEED0:
         ap.error(f"{args.demos} demos x {len(tasks)} families would use evaluation seeds (from {EVAL_SEED0})")
+    if SCENE_SEED0 < EVAL_SEED0 + max(args.episodes, args.heading_seeds):
+        ap.error(f"evaluation seeds from {EVAL_SEED0} would reach the rendered scenes' seeds ({SCENE_SEED0})")
+    scenes = args.work / "scenes"
+    scfg = dataclasses.replace(ccfg, episodes_per_task=args.scenes, seed=SCENE_SEED0, scenes_only=True, out=scenes)
     wanted = {"tasks": list(tasks), "demos": args.demos, "goals_per_layout": args.goals_per_layout,
-              "image_size": args.image_size, "distinct_scenes": ccfg.distinct_scenes}
+              "image_size": args.image_size, "distinct_scenes": ccfg.distinct_scenes, "scenes": args.scenes}
     made = args.work / "data_settings.json"
     if not (data / "meta" / "info.json").exists() or not made.exists() or json.loads(made.read_text()) != wanted:
         shutil.rmtree(args.work, ignore_errors=True)  # runs trained on other data are stale too
         # Cameras render at the policy's size: nothing to resize per step, and llvmpipe draws a quarter of the pixels.
         collect(ccfg)
+        if args.scenes:
+            collect(scfg)
         made.write_text(json.dumps(wanted))
+    datasets = (str(data), str(scenes)) if args.scenes else (str(data),)
 
     base = load_policy_class("mdt").config_class()
     if any(p.startswith("image_size=") for p in args.policy):
@@ -128,8 +144,10 @@ def main(argv: list[str] | None = None) -> dict:
     for name, policy_cfg in variants.items():
         # Named by batch size, the one setting here a run cannot resume across; more --steps resumes it.
         run_dir = run_dirs[name] = (args.work / "runs"
-                                    / "_".join([f"{name}_b{args.batch_size}", *args.policy]).replace("/", "-"))
-        minutes[name] = train_to(TrainConfig(dataset=(str(data),), policy="mdt", steps=args.steps,
+                                    / "_".join([f"{name}_b{args.batch_size}", *([f"scenes{args.scenes}"] if args.scenes
+                                                                                 else []), *args.policy])
+                                    .replace("/", "-"))
+        minutes[name] = train_to(TrainConfig(dataset=datasets, policy="mdt", steps=args.steps,
                                              batch_size=args.batch_size, output_dir=str(args.work / "runs"),
                                              name=run_dir.name, save_every=max(1, args.steps // 20),
                                              log_every=max(1, args.steps // 100)), policy_cfg)
@@ -174,6 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
         "heading": heading,
         "train_minutes": minutes,
         "settings": {"policy_overrides": overrides, "demos_per_task": args.demos, "goals_per_layout": args.goals_per_layout,
+                     "rendered_scenes_per_task": args.scenes,
                      "episodes_per_task": args.episodes, "steps": args.steps,
                      "batch_size": args.batch_size, "image_size": args.image_size, "tasks": list(tasks),
                      "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",

@@ -1,4 +1,4 @@
-"""Collect scripted-expert demonstrations into a dataset, in parallel.
+"""Collect scripted-expert demonstrations into a dataset, in parallel; or scenes, for perception.
 
 Each worker process owns its environments and runs the one `Runner` (safety
 filter and language-motion labelling included) with the env's privileged
@@ -36,7 +36,15 @@ class CollectConfig:
     distinct_scenes: each task gets its own block of seeds (task k of n:
     seed + k*episodes_per_task ..). Envs of one suite draw the same layout
     from the same seed, so without it nine tabletop families on seeds 0..49
-    show the same few scenes nine times over; with it, 450 scenes."""
+    show the same few scenes nine times over; with it, 450 scenes.
+    scenes_only: record scenes, not demonstrations. Each seed is reset and
+    recorded for `scene_frames` ticks of a held random action (the first
+    frame is the scene as an episode starts), into a dataset flagged as
+    not demonstrations (`DatasetWriter(demonstrations=False)`): training
+    reads its images, instructions and privileged state (MDT's
+    localisation), and never imitates its actions. Rendering scenes costs
+    a reset each, far less than a demonstration, and shows a policy many
+    more layouts than its demonstrations do."""
 
     tasks: tuple[str, ...] = ("tabletop/",)
     episodes_per_task: int = 5
@@ -48,6 +56,8 @@ class CollectConfig:
     keep_failures: bool = False
     goals_per_layout: int = 1
     distinct_scenes: bool = True
+    scenes_only: bool = False
+    scene_frames: int = 1
 
     def task_seeds(self, k: int) -> range:
         """Seeds of the demonstrations attempted for the k-th task (in `resolve_tasks` order)."""
@@ -102,12 +112,14 @@ def env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
 
 _WORKER_ENVS: dict[str, Any] = {}
 _WORKER_KWARGS: dict[str, Any] = {}
+_WORKER_SCENE_FRAMES: list[int | None] = [None]  # ticks per scene, or None: demonstrations
 
 
-def _init_worker(kwargs: dict[str, Any]) -> None:
+def _init_worker(kwargs: dict[str, Any], frames: int | None = None) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     _WORKER_KWARGS.clear()  # a collection in this process must not inherit the last one's cameras or sizes
     _WORKER_KWARGS.update(kwargs)
+    _WORKER_SCENE_FRAMES[0] = frames
 
 
 def _close_worker_envs() -> None:
@@ -116,27 +128,35 @@ def _close_worker_envs() -> None:
 
 
 def _run_one(job: tuple[str, int]) -> tuple[str, int, Any, int]:
-    """Run the expert for (task, seed); returns (task, seed, RecordedEpisode, interventions)."""
+    """Run the expert (or, for a scene, a held random action) for (task, seed);
+    returns (task, seed, RecordedEpisode, interventions)."""
     from embodied.episode import EpisodeBuffer
-    from embodied.expert import ExpertPolicy
-    from embodied.runner import Runner
+    from embodied.expert import ExpertPolicy, RandomPolicy
+    from embodied.runner import Runner, RunnerConfig
     from embodied.sim import make_embodiment
 
     task, seed = job
     emb = _WORKER_ENVS.get(task)
     if emb is None:
         emb = _WORKER_ENVS[task] = make_embodiment(task, **_WORKER_KWARGS)
-    runner = Runner(emb, ExpertPolicy(emb), recorder=EpisodeBuffer())
+    frames = _WORKER_SCENE_FRAMES[0]
+    if frames is None:
+        runner = Runner(emb, ExpertPolicy(emb), recorder=EpisodeBuffer())
+    else:
+        runner = Runner(emb, RandomPolicy(emb.spec, seed, hold_steps=frames), recorder=EpisodeBuffer(),
+                        config=RunnerConfig(max_steps=frames))
     result = runner.run_episode(seed=seed)
     episode = result.recorded
     episode.meta.update(seed=seed, env=task, spec=emb.spec)
     return task, seed, episode, result.interventions
 
 
-def run_jobs(jobs: list[tuple[str, int]], kwargs: dict[str, Any], workers: int) -> Iterator[tuple[str, int, Any, int]]:
-    """Yield finished episodes in job order, from `workers` processes (1 = in this process)."""
+def run_jobs(jobs: list[tuple[str, int]], kwargs: dict[str, Any], workers: int,
+             scene_frames: int | None = None) -> Iterator[tuple[str, int, Any, int]]:
+    """Yield finished episodes in job order, from `workers` processes (1 = in this process);
+    scene_frames: record scenes of that many ticks instead of expert demonstrations."""
     if workers <= 1:
-        _init_worker(kwargs)
+        _init_worker(kwargs, scene_frames)
         try:
             for job in jobs:
                 yield _run_one(job)
@@ -145,7 +165,7 @@ def run_jobs(jobs: list[tuple[str, int]], kwargs: dict[str, Any], workers: int) 
         return
     # spawn, not fork: MuJoCo's EGL contexts do not survive a fork.
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(kwargs,)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(kwargs, scene_frames)) as pool:
         yield from pool.imap(_run_one, jobs, chunksize=1)
 
 
@@ -153,27 +173,37 @@ def run_jobs(jobs: list[tuple[str, int]], kwargs: dict[str, Any], workers: int) 
 
 
 def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, TaskStats]:
-    """Run the experts and write successful episodes to `cfg.out`. Returns per-task stats."""
+    """Run the experts and write successful episodes to `cfg.out` (or, with `scenes_only`, every scene).
+    Returns per-task stats."""
     from embodied.data import DatasetWriter
 
+    if cfg.scene_frames < 1:
+        raise ValueError(f"scene_frames must be >= 1 (ticks recorded per scene), got {cfg.scene_frames}")
     tasks = resolve_tasks(cfg.tasks)
     jobs = [(t, seed) for k, t in enumerate(tasks) for seed in cfg.task_seeds(k)]
     stats = {t: TaskStats(t) for t in tasks}
     writer = None
-    bar = tqdm(total=len(jobs), desc="collecting", unit="ep", disable=not progress)
+    bar = tqdm(total=len(jobs), desc="rendering scenes" if cfg.scenes_only else "collecting", unit="ep",
+               disable=not progress)
+    frames = cfg.scene_frames if cfg.scenes_only else None
     try:
-        for task, _seed, episode, interventions in run_jobs(jobs, env_kwargs(cfg), cfg.workers):
+        for task, _seed, episode, interventions in run_jobs(jobs, env_kwargs(cfg), cfg.workers, frames):
             s = stats[task]
             s.attempted += 1
             s.succeeded += int(episode.success)
             s.steps.append(len(episode))
             s.interventions += interventions
-            if episode.success or cfg.keep_failures:
+            if episode.success or cfg.keep_failures or cfg.scenes_only:
                 if writer is None:
                     spec = episode.meta["spec"]
-                    writer = DatasetWriter(cfg.out, spec, fps=spec.control_hz, robot_type=spec.name)
+                    writer = DatasetWriter(cfg.out, spec, fps=spec.control_hz, robot_type=spec.name,
+                                           demonstrations=not cfg.scenes_only)
                 s.episode_indices.append(episode.write_to(writer))
-            bar.set_postfix(task=task.split("/")[-1], success=f"{sum(x.succeeded for x in stats.values())}/{bar.n + 1}")
+            if cfg.scenes_only:  # a scene has no goal to reach
+                bar.set_postfix(task=task.split("/")[-1])
+            else:
+                bar.set_postfix(task=task.split("/")[-1],
+                                success=f"{sum(x.succeeded for x in stats.values())}/{bar.n + 1}")
             bar.update()
     finally:
         bar.close()

@@ -11,7 +11,9 @@ that DataLoader workers share through the page cache instead of copying.
 
 Sample i is the window at frame t of episode e (windows.make_window), in the
 order datasets -> episodes -> frames; `dataset_index` is added so windows of
-mixed datasets stay traceable.
+mixed datasets stay traceable. A scene dataset's windows (one recorded with
+demonstrations=False) have an all-False `action_mask`: policies learn
+perception from them, never their actions.
 
 The sampler makes the data order a pure function of (seed, position): one
 endless stream of per-epoch permutations, cut into global batches of
@@ -71,6 +73,10 @@ class WindowDataset(torch.utils.data.Dataset):
         if lengths.sum() == 0:
             raise ValueError(f"the datasets {self.roots} hold no frames; collect some episodes first")
         self._starts = np.concatenate([[0], np.cumsum(lengths)])
+        self._demonstrations = [ds.demonstrations for ds in datasets]
+        if not any(self._demonstrations):
+            raise ValueError(f"the datasets {self.roots} are all scene datasets (no demonstrations to imitate); "
+                             "add at least one dataset of demonstrations")
         frames = _FrameStore.build(datasets, self._episodes, self.cameras, int(lengths.sum()), cache_dir)
         self._views = self._episode_views(datasets, frames)
 
@@ -104,7 +110,9 @@ class WindowDataset(torch.utils.data.Dataset):
         ep, state = self._views[k]
         w = make_window(ep, state, i - int(self._starts[k]), self.obs_horizon, self.action_horizon,
                         self.future_offset)
-        w["dataset_index"] = self._episodes[k][0]
+        w["dataset_index"] = d = self._episodes[k][0]
+        if not self._demonstrations[d]:  # a scene's actions only moved the robot: nothing to imitate
+            w["action_mask"] = np.zeros_like(w["action_mask"])
         w["sample_index"] = i
         return w
 
@@ -258,7 +266,12 @@ def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, An
 
 
 def merged_stats(datasets: Sequence[Dataset]) -> dict[str, dict[str, np.ndarray]]:
-    """Normalisation statistics over the union of several datasets ({feature: {stat: array}})."""
+    """Normalisation statistics over the union of several datasets ({feature: {stat: array}}).
+
+    Action statistics come from the demonstration datasets only: a scene dataset's actions are not
+    imitated, so they must not stretch the range the policy's outputs are normalised to.
+    """
+    from embodied.data.format import ACTION
     from embodied.data.stats import aggregate
 
     if len(datasets) == 1:
@@ -266,6 +279,7 @@ def merged_stats(datasets: Sequence[Dataset]) -> dict[str, dict[str, np.ndarray]
     features = set(datasets[0].stats)
     for ds in datasets[1:]:
         features &= set(ds.stats)
-    return {f: aggregate([ds.stats[f] for ds in datasets]) for f in sorted(features)}
+    demos = [ds for ds in datasets if ds.demonstrations] or list(datasets)
+    return {f: aggregate([ds.stats[f] for ds in (demos if f == ACTION else datasets)]) for f in sorted(features)}
 
 

@@ -81,3 +81,26 @@ def test_each_task_is_demonstrated_in_scenes_of_its_own(tmp_path):
         a, b = (data.episode(i).images["front"][0].astype(int) for i in range(2))
         difference[cfg.out.name] = np.abs(a - b).mean()
     assert difference["shared"] < 1.0 < difference["own"]
+
+
+def test_scenes_only_records_many_layouts_for_perception_and_no_demonstrations(tmp_path):
+    """scenes_only: each seed is reset and recorded for scene_frames ticks of a held random action, whatever the
+    expert would do; the dataset says its actions are not demonstrations, and keeps instructions and the
+    privileged goal_points (where the named object is) that a localisation loss learns from."""
+    from embodied.data import open_dataset
+
+    cfg = CollectConfig(tasks=("tabletop/reach-v0",), episodes_per_task=3, cameras=("front",), image_size=32,
+                        workers=1, seed=500, scenes_only=True, scene_frames=3, out=tmp_path / "scenes")
+    stats = collect(cfg, progress=False)
+    data = open_dataset(cfg.out)
+    assert not data.demonstrations and data.episode_lengths == [3, 3, 3]
+    assert stats["tabletop/reach-v0"].episode_indices == [0, 1, 2]
+    episodes = [data.episode(i) for i in range(3)]
+    assert all(ep.task.strip() for ep in episodes)  # e.g. "touch the red can"
+    assert len({tuple(ep.state["goal_points"][0].round(3)) for ep in episodes}) == 3  # three layouts
+    ee = episodes[0].state["ee_pos"]
+    assert np.linalg.norm(ee[-1] - ee[0]) > 1e-3  # the held random action moved the arm
+    first = [ep.images["front"][0].astype(int) for ep in episodes]
+    assert np.abs(first[0] - first[1]).mean() > 1.0
+    with pytest.raises(ValueError, match="scene_frames must be >= 1"):
+        collect(CollectConfig(tasks=("tabletop/reach-v0",), scenes_only=True, scene_frames=0), progress=False)

@@ -313,3 +313,45 @@ def test_localisation_loss_learns_the_privileged_state_from_the_images(tmp_path,
     plain = open_dataset(write_synthetic_dataset(tmp_path / "plain", 1, 12))
     with pytest.raises(ValueError, match="localisation_weight=1.0 needs privileged state"):
         make(plain, language, localisation_weight=1.0)
+
+
+def test_scene_samples_train_perception_and_never_the_actions(tmp_path, language, one_thread):
+    """Samples whose action_mask is all False (a scene dataset's windows) get no image-goal row and no
+    denoising loss: changing their actions changes nothing, while the localisation loss still reads them.
+    A batch of scenes alone trains perception only."""
+    from embodied.data import DatasetWriter
+    from embodied.data.synthetic import synthetic_action
+
+    base = synthetic_spec()
+    spec = dataclasses.replace(base, state=dict(base.state) | {"goal_points": 1}, privileged=("goal_points",))
+    with DatasetWriter(tmp_path / "d", spec) as w:
+        w.start_episode("touch the red cube")
+        for t in range(12):
+            obs = synthetic_observation(spec, t, 0)
+            obs.state["goal_points"] = np.array([0.3 * t], np.float32)
+            w.add_frame(obs, synthetic_action(spec, t, 0))
+        w.end_episode(success=True)
+    data = open_dataset(tmp_path / "d")
+    policy = MDTPolicy.from_dataset_meta(dataclasses.replace(TINY, localisation_weight=1.0), data.spec, data.stats,
+                                         language)
+    batch = batch_for(policy, data)
+    scenes = torch.arange(12) >= 6
+    batch["action_mask"][scenes] = False
+
+    def loss_of(b):
+        torch.manual_seed(1)
+        return policy.loss(b)[1]
+
+    metrics = loss_of(batch)
+    moved = dict(batch, action=batch["action"].clone())
+    moved["action"][scenes] += 5.0
+    assert loss_of(moved)["diffusion"] == metrics["diffusion"]
+    moved_state = dict(batch, **{STATE: batch[STATE].clone()})
+    moved_state[STATE][scenes, :, -1] += 3.0  # where the goal is, in the scene samples only
+    assert loss_of(moved_state)["localisation"] != metrics["localisation"]
+    assert metrics["labelled_fraction"] == 1.0  # of the demonstrated samples; scenes always keep their task
+    batch["action_mask"][:] = False
+    only_scenes = loss_of(batch)
+    assert "diffusion" not in only_scenes and "cla" not in only_scenes
+    assert only_scenes["loss"] == pytest.approx(TINY.mgf_weight * only_scenes["mgf"] + only_scenes["localisation"],
+                                                rel=1e-5)

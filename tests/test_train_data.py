@@ -75,6 +75,31 @@ def test_merged_stats_cover_every_frame(two_datasets):
     np.testing.assert_allclose(stats["action"]["mean"], actions.mean(0), rtol=1e-5, atol=1e-7)
 
 
+def test_a_scene_datasets_windows_teach_perception_and_never_actions(two_datasets, tmp_path):
+    """A scene dataset (recorded with demonstrations=False) mixes in like any other, but its windows' action_mask
+    is all False, so no policy imitates the moves that only placed the camera; and its actions do not stretch
+    the action statistics the policy's outputs are normalised by. Scenes alone are no training set."""
+    from embodied.data import DatasetWriter
+    from embodied.data.errors import DatasetSpecError
+
+    spec = two_datasets[0].spec
+    scenes = open_dataset(write_synthetic_dataset(tmp_path / "scenes", 2, 4, spec=spec, demonstrations=False))
+    assert not scenes.demonstrations and two_datasets[0].demonstrations
+    data = WindowDataset([two_datasets[0], scenes], obs_horizon=1, action_horizon=3)
+    demo_windows, scene_windows = range(12), range(12, 20)
+    assert all(data[i]["action_mask"].any() for i in demo_windows)
+    assert not any(data[i]["action_mask"].any() for i in scene_windows)
+    assert data[12]["task"] == "pick up the red cube"  # its instruction and images are there to learn from
+    stats = merged_stats([two_datasets[0], scenes])
+    for key in ("min", "max", "mean"):
+        np.testing.assert_array_equal(stats["action"][key], two_datasets[0].stats["action"][key])
+    assert stats["observation.state"]["count"][0] == 12 + 8
+    with pytest.raises(ValueError, match="all scene datasets"):
+        WindowDataset([scenes])
+    with pytest.raises(DatasetSpecError, match="holds scenes"):
+        DatasetWriter(tmp_path / "scenes", spec)  # appending demonstrations to a scene dataset
+
+
 def test_sampler_order_is_a_function_of_seed_and_position():
     full = list(ShardedBatchSampler(10, 4, seed=3, start=0, stop=7))
     resumed = list(ShardedBatchSampler(10, 4, seed=3, start=4, stop=7))

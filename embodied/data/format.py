@@ -177,8 +177,8 @@ def build_features(spec: EmbodimentSpec, fps: float, video_info: Mapping[str, di
 
 
 def new_info(spec: EmbodimentSpec, fps: float, robot_type: str, video_info: Mapping[str, dict[str, Any]],
-             chunks_size: int = DEFAULT_CHUNKS_SIZE) -> dict[str, Any]:
-    """info.json of an empty dataset."""
+             chunks_size: int = DEFAULT_CHUNKS_SIZE, demonstrations: bool = True) -> dict[str, Any]:
+    """info.json of an empty dataset (`demonstrations`: see `holds_demonstrations`)."""
     return {
         "codebase_version": CODEBASE_VERSION,
         "robot_type": robot_type,
@@ -193,8 +193,14 @@ def new_info(spec: EmbodimentSpec, fps: float, robot_type: str, video_info: Mapp
         "data_path": DATA_PATH,
         "video_path": VIDEO_PATH if spec.cameras else None,
         "features": build_features(spec, fps, video_info),
-        EXTRA_KEY: {"version": EXTRA_VERSION, "embodiment_spec": spec.to_dict()},
+        EXTRA_KEY: {"version": EXTRA_VERSION, "embodiment_spec": spec.to_dict(), "demonstrations": demonstrations},
     }
+
+
+def holds_demonstrations(info: Mapping[str, Any]) -> bool:
+    """Whether the recorded actions are demonstrations to imitate (True for LeRobot datasets and ours by
+    default), or only what moved the robot while scenes were recorded for perception (a scene dataset)."""
+    return bool(info.get(EXTRA_KEY, {}).get("demonstrations", True))
 
 
 _REQUIRED_INFO = ("codebase_version", "fps", "features", "total_episodes", "total_frames", "total_tasks",

@@ -119,6 +119,11 @@ class Dataset:
         return self.spec.camera_names
 
     @property
+    def demonstrations(self) -> bool:
+        """False for a scene dataset: its frames teach perception, its actions are not to be imitated."""
+        return fmt.holds_demonstrations(self.info)
+
+    @property
     def episode_lengths(self) -> list[int]:
         return [int(r["length"]) for r in self._rows]
 

@@ -68,11 +68,13 @@ def record_synthetic_episode(writer, episode: int, length: int, task: str, succe
 
 def write_synthetic_dataset(root: str | Path, num_episodes: int = 3, length: int = 12,
                             spec: EmbodimentSpec | None = None,
-                            tasks: tuple[str, ...] = ("pick up the red cube", "open the drawer")) -> Path:
-    """A small complete dataset at `root` (episode i does tasks[i % len(tasks)]; odd episodes fail)."""
+                            tasks: tuple[str, ...] = ("pick up the red cube", "open the drawer"),
+                            demonstrations: bool = True) -> Path:
+    """A small complete dataset at `root` (episode i does tasks[i % len(tasks)]; odd episodes fail);
+    demonstrations=False makes it a scene dataset (see DatasetWriter)."""
     from embodied.data.writer import DatasetWriter
 
-    with DatasetWriter(root, spec or synthetic_spec()) as w:
+    with DatasetWriter(root, spec or synthetic_spec(), demonstrations=demonstrations) as w:
         for i in range(num_episodes):
             record_synthetic_episode(w, w.num_episodes, length, tasks[i % len(tasks)], success=i % 2 == 0)
     return Path(root)

@@ -71,13 +71,16 @@ class DatasetWriter:
 
     fps defaults to the spec's control rate, and must equal it: one frame is
     one control tick. robot_type defaults to the spec's name. Only one writer
-    may hold a dataset at a time.
+    may hold a dataset at a time. demonstrations=False records a scene
+    dataset: frames and state for perception, with actions that only moved
+    the robot and that training must not imitate (`Dataset.demonstrations`).
     """
 
     def __init__(self, root: str | Path, spec: EmbodimentSpec, fps: float | None = None, *,
                  robot_type: str | None = None, video: VideoConfig | None = None,
-                 chunks_size: int = fmt.DEFAULT_CHUNKS_SIZE):
+                 chunks_size: int = fmt.DEFAULT_CHUNKS_SIZE, demonstrations: bool = True):
         self.root = Path(root)
+        self.demonstrations = demonstrations
         self.spec = spec
         self.video = video or VideoConfig()
         fps = spec.control_hz if fps is None else float(fps)
@@ -114,9 +117,10 @@ class DatasetWriter:
             )
         self.layout = fmt.Layout(self.root, chunks_size)
         video_info = {c.name: self.video.feature_info(self.fps, c.height, c.width) for c in self.spec.cameras}
-        self._info = fmt.new_info(self.spec, self.fps, robot_type, video_info, chunks_size)
+        self._info = fmt.new_info(self.spec, self.fps, robot_type, video_info, chunks_size, self.demonstrations)
         self._rows: list[eps.Row] = []
-        self._episode_stats: list[dict] = []
+        self._table: pa.Table | None = None  # the episodes table of _rows, kept so a commit only appends a row
+        self._stats: dict | None = None      # statistics over the committed episodes, merged one episode at a time
         self._tasks: list[str] = []
         write_json_atomic(self.layout.info, self._info)
 
@@ -138,10 +142,15 @@ class DatasetWriter:
         if robot_type is not None and robot_type != info.get("robot_type"):
             raise DatasetSpecError(f"{info_path}: dataset robot_type is {info.get('robot_type')!r}, writer got "
                                    f"{robot_type!r}. Leave robot_type out, or write to a new folder.", info_path)
+        if fmt.holds_demonstrations(info) != self.demonstrations:
+            kinds = {True: "demonstrations", False: "scenes (actions not to imitate)"}
+            raise DatasetSpecError(f"{info_path}: this dataset holds {kinds[fmt.holds_demonstrations(info)]}, the "
+                                   f"writer records {kinds[self.demonstrations]}; write to a new folder.", info_path)
         self.layout = fmt.Layout(self.root, int(info["chunks_size"]))
         self._info = info
         self._rows = eps.read_rows(self.layout, int(info["total_episodes"]), self.spec)
-        self._episode_stats = [eps.row_stats(r, self.spec) for r in self._rows]
+        self._table = eps.to_table(self._rows, self.spec) if self._rows else None
+        self._stats = aggregate_features([eps.row_stats(r, self.spec) for r in self._rows]) or None
         self._tasks = fmt.read_tasks(self.layout, int(info["total_tasks"]))
         self._repair()
 
@@ -172,14 +181,14 @@ class DatasetWriter:
 
     def _write_meta(self) -> None:
         """Episodes table, tasks and stats from the in-memory (committed) state; info.json is not touched."""
-        for path, table in ((self.layout.episodes, eps.to_table(self._rows, self.spec) if self._rows else None),
+        for path, table in ((self.layout.episodes, self._table),
                             (self.layout.tasks, fmt.tasks_table(self._tasks) if self._tasks else None)):
             if table is None:
                 path.unlink(missing_ok=True)
             else:
                 write_table_atomic(path, table)
-        if self._episode_stats:
-            write_json_atomic(self.layout.stats, to_json(aggregate_features(self._episode_stats)))
+        if self._stats:
+            write_json_atomic(self.layout.stats, to_json(self._stats))
         else:
             self.layout.stats.unlink(missing_ok=True)
 
@@ -285,11 +294,16 @@ class DatasetWriter:
             # Episode files first: nothing refers to them until info.json counts this episode.
             for tmp, final in staged:
                 publish(tmp, final)
-            rows, episode_stats = [*self._rows, row], [*self._episode_stats, stats]
-            write_table_atomic(self.layout.episodes, eps.to_table(rows, self.spec))
+            # Appending one row and merging one episode's statistics keeps a commit's cost from growing with
+            # the dataset (a scene dataset holds thousands of one-frame episodes); only the files' writing does.
+            rows = [*self._rows, row]
+            new_row = eps.to_table([row], self.spec)
+            table = new_row if self._table is None else pa.concat_tables([self._table, new_row]).combine_chunks()
+            merged = aggregate_features([self._stats, stats] if self._stats else [stats])
+            write_table_atomic(self.layout.episodes, table)
             if tasks is not self._tasks:
                 write_table_atomic(self.layout.tasks, fmt.tasks_table(tasks))
-            write_json_atomic(self.layout.stats, to_json(aggregate_features(episode_stats)))
+            write_json_atomic(self.layout.stats, to_json(merged))
             info = self._info | {"total_episodes": index + 1, "total_frames": from_index + length,
                                  "total_tasks": len(tasks), "splits": {"train": f"0:{index + 1}"}}
             write_json_atomic(self.layout.info, info)  # the commit point
@@ -298,7 +312,7 @@ class DatasetWriter:
                 tmp.unlink(missing_ok=True)
             self._discard(rec)
             raise
-        self._info, self._rows, self._episode_stats, self._tasks = info, rows, episode_stats, tasks
+        self._info, self._rows, self._table, self._stats, self._tasks = info, rows, table, merged, tasks
         self._recording = None
         return index
 

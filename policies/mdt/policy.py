@@ -185,15 +185,26 @@ class MDTPolicy(nn.Module):
         emb = self.language_encoder.encode(texts)
         return self.model.language_goal(torch.as_tensor(emb, device=self.device))
 
-    def _choose_instructions(self, batch: Mapping[str, Any]) -> list[str | None]:
+    def _choose_instructions(self, batch: Mapping[str, Any],
+                             demonstrated: list[bool] | None = None) -> list[str | None]:
         """Per sample: None (treated as unlabelled, with probability 1 - language_fraction) or a text
-        drawn among task / subtask / language_motion by `instruction_probs` (empty labels fall back to the task)."""
+        drawn among task / subtask / language_motion by `instruction_probs` (empty labels fall back to the task).
+
+        demonstrated (B,): whether a sample's actions are demonstrations (default: from ``action_mask``).
+        A sample whose actions are not demonstrations (a scene dataset's) always keeps its task: its
+        language goal is the only goal it has, and its motion labels describe random moves, not the task.
+        """
         n = len(batch["task"])
+        if demonstrated is None:
+            demonstrated = torch.as_tensor(batch["action_mask"]).any(dim=1).tolist()
         probs = torch.tensor(self.config.instruction_probs)
         source = torch.multinomial(probs / probs.sum(), n, replacement=True).tolist()
         keep = (torch.rand(n) < self.config.language_fraction).tolist()
         texts: list[str | None] = []
         for i in range(n):
+            if not demonstrated[i]:
+                texts.append(batch["task"][i])
+                continue
             options = [batch[k][i] if k in batch else "" for k in INSTRUCTION_SOURCES]
             text = options[source[i]] or options[0]
             texts.append(text if keep[i] and text else None)
@@ -208,35 +219,51 @@ class MDTPolicy(nn.Module):
 
     # ------------------------------------------------------------------ learning
     def loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss and its terms for collated windows (see the module docstring for keys and shapes)."""
+        """Total loss and its terms for collated windows (see the module docstring for keys and shapes).
+
+        A sample whose ``action_mask`` is all False (a scene dataset's: its actions are not
+        demonstrations) gets no image-goal row and no denoising loss; it trains perception only,
+        through its language goal (localisation, MGF).
+        """
         cfg = self.config
         b = len(batch["task"])
         actions = self.normalizer.normalize(ACTION, torch.as_tensor(batch[ACTION], device=self.device).float())
         mask = torch.as_tensor(batch["action_mask"], device=self.device).bool()
-        goal_frames, distinct_goal = self._goal_frames(batch)
-        goals = [self.model.image_goal(self._images(goal_frames, cfg.image_size, augment=True))]
-
-        texts = self._choose_instructions(batch)
+        demonstrated = mask.any(dim=1).tolist()
+        image_rows = [i for i in range(b) if demonstrated[i]]
+        texts = self._choose_instructions(batch, demonstrated)
         labelled = [i for i, t in enumerate(texts) if t is not None]
-        rows = list(range(b)) + labelled  # context row -> sample index
+        rows = image_rows + labelled  # context row -> sample index
+        n_image = len(image_rows)
+        goal_frames, distinct_goal = self._goal_frames(batch)
+        goals = []
+        if image_rows:
+            frames = goal_frames if n_image == b else goal_frames[torch.tensor(image_rows, device=goal_frames.device)]
+            goals.append(self.model.image_goal(self._images(frames, cfg.image_size, augment=True)))
         if labelled:
             goals.append(self._language_goals([texts[i] for i in labelled]))
         rows_t = torch.tensor(rows, device=self.device)
-        goal = torch.cat(goals)  # (B + L, d)
-        obs = self._observation_tokens(batch, augment=True, goal=goal, rows=rows_t)  # (B + L, N-1, d)
-        context = self.model.encode(obs, goal)  # (B + L, N, d)
+        goal = torch.cat(goals)  # (I + L, d)
+        obs = self._observation_tokens(batch, augment=True, goal=goal, rows=rows_t)  # (I + L, N-1, d)
+        context = self.model.encode(obs, goal)  # (I + L, N, d)
 
-        sigma = edm.sample_log_logistic((len(rows),), cfg.sigma_loc, cfg.sigma_scale, cfg.sigma_min, cfg.sigma_max,
-                                        device=self.device)
-        noise = torch.randn_like(actions[rows_t])
-        diffusion = edm.denoising_loss(self.model.action_network(context), actions[rows_t], sigma, noise,
-                                       cfg.sigma_data, mask[rows_t])
-        total = diffusion
-        metrics = {"diffusion": diffusion.item(), "labelled_fraction": len(labelled) / b}
+        total = torch.zeros((), device=self.device)
+        metrics = {"labelled_fraction": sum(demonstrated[i] for i in labelled) / max(1, n_image)}
+        acting = torch.tensor([r for r, i in enumerate(rows) if demonstrated[i]], dtype=torch.long,
+                              device=self.device)
+        if len(acting):
+            samples = rows_t[acting]
+            sigma = edm.sample_log_logistic((len(acting),), cfg.sigma_loc, cfg.sigma_scale, cfg.sigma_min,
+                                            cfg.sigma_max, device=self.device)
+            noise = torch.randn_like(actions[samples])
+            diffusion = edm.denoising_loss(self.model.action_network(context[acting]), actions[samples], sigma,
+                                           noise, cfg.sigma_data, mask[samples])
+            total = total + diffusion
+            metrics["diffusion"] = diffusion.item()
 
         if self.model.foresight is not None:
             # The image-goal pass may only predict the future when its goal is not that future frame.
-            use = [r for r in range(len(rows)) if r >= b or distinct_goal]
+            use = [r for r in range(len(rows)) if r >= n_image or distinct_goal]
             if use:
                 use_t = torch.tensor(use, device=self.device)
                 future = torch.stack([torch.as_tensor(batch[FUTURE_PREFIX + cam]) for cam in self.cameras], dim=1)
@@ -251,9 +278,12 @@ class MDTPolicy(nn.Module):
             localisation = nn.functional.mse_loss(self.model.localiser(context.mean(dim=1)), target)
             total = total + cfg.localisation_weight * localisation
             metrics["localisation"] = localisation.item()
-        if self.model.alignment is not None and len(labelled) >= 2:
-            lab_t = torch.tensor(labelled, device=self.device)
-            cla = self.model.alignment.loss(context[b:], context[lab_t])
+        # CLA pairs the image-goal and language-goal rows of the same demonstrated sample.
+        image_row_of = {i: r for r, i in enumerate(image_rows)}
+        pairs = [(image_row_of[i], n_image + j) for j, i in enumerate(labelled) if demonstrated[i]]
+        if self.model.alignment is not None and len(pairs) >= 2:
+            image_t, language_t = (torch.tensor(p, device=self.device) for p in zip(*pairs, strict=True))
+            cla = self.model.alignment.loss(context[language_t], context[image_t])
             total = total + cfg.cla_weight * cla
             metrics["cla"] = cla.item()
             metrics["cla_temperature"] = float(1 / self.model.alignment.logit_scale.exp().item())
