@@ -11,17 +11,22 @@ drawer front). 1 means it heads straight there; a policy that has not found
 the object scores about 0. It needs no rollouts, so 30 seeds take seconds,
 and it is far less noisy than a success rate on the same seeds. Run on a
 policy's own demonstration seeds and on unseen ones, it tells fitting from
-generalising. Last line: JSON with the mean cosine and the share above 0.9
-per task.
+generalising. For a policy with a localisation head (MDT's
+localisation_weight) it also gives how far from the object that head places
+it, beside always guessing the training data's mean position. Last line:
+JSON with the mean cosine and the share above 0.9 per task (and the
+localisation errors in cm).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -30,42 +35,77 @@ import numpy as np
 STRAIGHT = 0.9  # cosine above which a chunk counts as heading straight for the object
 
 
-def heading_cosines(checkpoint: str, task: str, seeds: Iterable[int]) -> list[float]:
-    """Per seed: cosine between the first chunk's xy motion and the xy direction from the hand to the subject."""
-    import torch
-
-    from embodied.batching import histories_to_batch
+@contextlib.contextmanager
+def _policy_in_env(checkpoint: str, task: str) -> Iterator[tuple[Any, Any]]:
+    """(policy, embodiment) for a checkpoint, its env rendered as the policy was trained."""
     from embodied.checkpoint import load_policy
     from embodied.evaluate import checkpoint_spec
     from embodied.sim import make_embodiment
 
     folder, spec = checkpoint_spec(checkpoint)
-    if spec.action.mode != "ee_delta":
-        raise ValueError(f"heading needs ee_delta actions (a translation per tick); {checkpoint} acts in "
-                         f"{spec.action.mode}")
     size = (spec.cameras[0].height, spec.cameras[0].width) if spec.cameras else (64, 64)
     env = make_embodiment(task, cameras=spec.camera_names, image_size=size)
     try:
-        policy = load_policy(folder, expect_spec=env.spec).eval()
-        out = []
-        for seed in seeds:
-            obs = env.reset(seed=seed)
-            if "goal_points" not in obs.state:
-                raise ValueError(f"{task} gives no goal_points (privileged state); heading is for tabletop tasks")
-            to = (obs.state["goal_points"][:3] - obs.state["ee_pos"])[:2]
-            batch = histories_to_batch([[obs]], policy.spec, policy.cameras, 1, [obs.instruction])
-            torch.manual_seed(seed)  # a diffusion policy's initial noise: the same per seed, whatever ran before
-            chunk = policy.predict(batch)[0].numpy()
-            motion = chunk[:, :2].sum(0)
-            out.append(float(motion @ to / (np.linalg.norm(motion) * np.linalg.norm(to) + 1e-9)))
-        return out
+        yield load_policy(folder, expect_spec=env.spec).eval(), env
     finally:
         env.close()
 
 
-def summary(cosines: list[float]) -> dict[str, float]:
+def _first_observations(policy: Any, env: Any, task: str, seeds: Iterable[int]) -> Iterator[tuple[int, Any, dict]]:
+    """Per seed: (seed, the first observation, a batch of it under its instruction)."""
+    from embodied.batching import histories_to_batch
+
+    for seed in seeds:
+        obs = env.reset(seed=seed)
+        if "goal_points" not in obs.state:
+            raise ValueError(f"{task} gives no goal_points (privileged state); heading is for tabletop tasks")
+        yield seed, obs, histories_to_batch([[obs]], policy.spec, policy.cameras, 1, [obs.instruction])
+
+
+def heading_cosines(checkpoint: str, task: str, seeds: Iterable[int]) -> list[float]:
+    """Per seed: cosine between the first chunk's xy motion and the xy direction from the hand to the subject."""
+    import torch
+
+    with _policy_in_env(checkpoint, task) as (policy, env):
+        if policy.spec.action.mode != "ee_delta":
+            raise ValueError(f"heading needs ee_delta actions (a translation per tick); {checkpoint} acts in "
+                             f"{policy.spec.action.mode}")
+        out = []
+        for seed, obs, batch in _first_observations(policy, env, task, seeds):
+            to = (obs.state["goal_points"][:3] - obs.state["ee_pos"])[:2]
+            torch.manual_seed(seed)  # a diffusion policy's initial noise: the same per seed, whatever ran before
+            motion = policy.predict(batch)[0].numpy()[:, :2].sum(0)
+            out.append(float(motion @ to / (np.linalg.norm(motion) * np.linalg.norm(to) + 1e-9)))
+        return out
+
+
+def localisation_errors(checkpoint: str, task: str, seeds: Iterable[int]) -> dict[str, list[float]] | None:
+    """Per seed, in metres: how far from the goal's subject the policy's localisation head places it
+    ("error"), and how far always answering the training data's mean position would be ("mean_guess").
+    None for a policy without that head (MDT trained with localisation_weight=0)."""
+    from embodied.data.format import STATE, state_indices
+
+    with _policy_in_env(checkpoint, task) as (policy, env):
+        if getattr(getattr(policy, "model", None), "localiser", None) is None:
+            return None
+        mean = np.asarray(policy.normalizer.stats[STATE]["mean"])[state_indices(policy.spec, ("goal_points",))][:3]
+        out: dict[str, list[float]] = {"error": [], "mean_guess": []}
+        for _, obs, batch in _first_observations(policy, env, task, seeds):
+            truth = obs.state["goal_points"][:3]
+            out["error"].append(float(np.linalg.norm(policy.locate(batch)[0, :3].cpu().numpy() - truth)))
+            out["mean_guess"].append(float(np.linalg.norm(mean - truth)))
+        return out
+
+
+def summary(cosines: list[float], located: dict[str, list[float]] | None = None) -> dict[str, float]:
+    """Mean cosine, share heading straight, seeds; with `located` (localisation_errors), the mean
+    localisation error and the mean-guess error in cm."""
     c = np.asarray(cosines)
-    return {"mean_cosine": float(c.mean()), "straight": float((c > STRAIGHT).mean()), "seeds": len(c)}
+    out = {"mean_cosine": float(c.mean()), "straight": float((c > STRAIGHT).mean()), "seeds": len(c)}
+    if located is not None:
+        out |= {"localisation_cm": 100 * float(np.mean(located["error"])),
+                "mean_guess_cm": 100 * float(np.mean(located["mean_guess"]))}
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -77,9 +117,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     result = {}
     for task in args.tasks:
-        result[task] = summary(heading_cosines(args.checkpoint, task, range(args.seed0, args.seed0 + args.seeds)))
-        print(f"{task:28s} mean cosine {result[task]['mean_cosine']:5.2f}   "
-              f"straight (> {STRAIGHT}) {result[task]['straight']:4.0%}")
+        seeds = range(args.seed0, args.seed0 + args.seeds)
+        r = result[task] = summary(heading_cosines(args.checkpoint, task, seeds),
+                                   localisation_errors(args.checkpoint, task, seeds))
+        located = (f"   object located within {r['localisation_cm']:.1f} cm (the mean guess: {r['mean_guess_cm']:.1f})"
+                   if "localisation_cm" in r else "")
+        print(f"{task:28s} mean cosine {r['mean_cosine']:5.2f}   straight (> {STRAIGHT}) {r['straight']:4.0%}{located}")
     print(json.dumps(result))
     return result
 

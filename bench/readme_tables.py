@@ -101,6 +101,8 @@ def success() -> str | None:
         + (f" vs **{ablation:.1%}** without MGF and CLA ({d['ratio_vs_ablation']:.2f}×)" if ablation is not None else "")
         + f"; a uniformly random policy gets {d['random_mean_success']:.1%}. Settings: {st['demos_per_task']} demos "
         + (f"({st['goals_per_layout']} goals per scene) " if st.get("goals_per_layout", 1) > 1 else "")
+        + (f"and {st['rendered_scenes_per_task']} rendered scenes without demonstrations (for perception only) "
+           if st.get("rendered_scenes_per_task") else "")
         + f"and {st['episodes_per_task']} evaluation episodes per task, {st['steps']} steps at batch {st['batch_size']}, "
         f"{st['image_size']}×{st['image_size']} images, "
         + ("MDT-small with " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in st["policy_overrides"].items()) + ", "
@@ -115,6 +117,11 @@ def success() -> str | None:
            f"{fmean([h['demo']['mean_cosine'] for h in heading.values()]):.2f} on its demonstrations' seeds and "
            f"{fmean([h['unseen']['mean_cosine'] for h in heading.values()]):.2f} on unseen ones "
            "(1: straight at it; `bench/heading.py`)." if (heading := d.get("heading")) else "")
+        + (" Its localisation head places that object within "
+           f"{fmean([h['demo']['localisation_cm'] for h in heading.values()]):.1f} cm on its demonstrations' seeds "
+           f"and {fmean([h['unseen']['localisation_cm'] for h in heading.values()]):.1f} cm on unseen ones "
+           f"(always guessing the mean position: {fmean([h['unseen']['mean_guess_cm'] for h in heading.values()]):.1f} cm)."
+           if heading and all("localisation_cm" in h["unseen"] for h in heading.values()) else "")
     )
     return "\n".join(rows)
 

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     import torch
-    from heading import heading_cosines, summary  # bench/, the script's own folder
+    from heading import heading_cosines, localisation_errors, summary  # bench/, the script's own folder
 
     from embodied.collect import CollectConfig, collect
     from embodied.evaluate import EvalConfig, evaluate
@@ -169,8 +169,10 @@ def main(argv: list[str] | None = None) -> dict:
     heading = None
     if args.heading_seeds > 0:
         n = args.heading_seeds
-        heading = {t: {"demo": summary(heading_cosines(str(run_dirs["full"]), t, ccfg.task_seeds(k)[:n])),
-                       "unseen": summary(heading_cosines(str(run_dirs["full"]), t, range(EVAL_SEED0, EVAL_SEED0 + n)))}
+        ckpt = str(run_dirs["full"])
+        heading = {t: {split: summary(heading_cosines(ckpt, t, seeds), localisation_errors(ckpt, t, seeds))
+                       for split, seeds in (("demo", ccfg.task_seeds(k)[:n]),
+                                            ("unseen", range(EVAL_SEED0, EVAL_SEED0 + n)))}
                    for k, t in enumerate(tasks)}
 
     print(f"\n{'task':28s}{'MDT':>8s}{'no MGF/CLA':>12s}{'random':>8s}{'ratio':>8s}{'demo seeds':>12s}"

@@ -133,6 +133,13 @@ def test_success_note_says_the_settings_overrides_and_the_fit_on_demo_seeds(tmp_
     assert "| tabletop/reach-v0 | 30% | 20%–40% | – | – |" in note
     assert "MDT-small with `goal_film=true`" in note
     assert "On 10 of its own demonstrations' seeds per task (same scenes and goals) it succeeds 100%" in note
+    result["heading"]["tabletop/reach-v0"]["demo"] |= {"localisation_cm": 4.5, "mean_guess_cm": 19.9}
+    result["heading"]["tabletop/reach-v0"]["unseen"] |= {"localisation_cm": 15.1, "mean_guess_cm": 19.8}
+    result["settings"]["rendered_scenes_per_task"] = 2000
+    (tmp_path / "success.json").write_text(json.dumps(result))
+    note = readme_tables.success()
+    assert "50 demos and 2000 rendered scenes without demonstrations (for perception only) and 50 evaluation" in note
+    assert "within 4.5 cm on its demonstrations' seeds and 15.1 cm on unseen ones (always guessing the mean" in note
     del result["demo_seed_success"], result["settings"]["policy_overrides"], result["heading"]
     (tmp_path / "success.json").write_text(json.dumps(result))
     assert "own demonstrations" not in readme_tables.success() and "with `" not in readme_tables.success()
@@ -151,3 +158,32 @@ def test_heading_gives_one_cosine_per_seed_and_repeats(run):
     assert heading_cosines(str(run), TASK, range(10_000, 10_003)) == cosines  # same seeds, same noise
     s = summary(cosines)
     assert s["seeds"] == 3 and s["mean_cosine"] == pytest.approx(sum(cosines) / 3)
+
+
+def test_localisation_errors_say_where_the_policy_places_the_object(run, tmp_path):
+    """For an MDT with a localisation head: per seed, how far from the goal's object it places it, beside the
+    error of always guessing the training data's mean position; a policy without the head gives None."""
+    import dataclasses
+
+    from embodied.data import open_dataset
+    from policies.mdt import MDTConfig, MDTPolicy
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    try:
+        from heading import localisation_errors, summary
+    finally:
+        sys.path.pop(0)
+    assert localisation_errors(str(run), TASK, range(10_000, 10_002)) is None  # BC has no localisation head
+    data = open_dataset(run.parent / "data")
+    config = MDTConfig(cnn_widths=(8, 8), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1,
+                       image_size=(32, 32), localisation_weight=1.0)
+    policy = MDTPolicy.from_dataset_meta(config, data.spec, data.stats)
+    policy.save_pretrained(tmp_path / "mdt")
+    located = localisation_errors(str(tmp_path / "mdt"), TASK, range(10_000, 10_002))
+    assert len(located["error"]) == len(located["mean_guess"]) == 2
+    assert all(0.0 < e < 2.0 for e in located["error"] + located["mean_guess"])  # metres, on a 1 m table
+    s = summary([0.5, 0.5], located)
+    assert s["localisation_cm"] == pytest.approx(50 * sum(located["error"]))
+    with pytest.raises(ValueError, match="no localisation head"):
+        MDTPolicy.from_dataset_meta(dataclasses.replace(config, localisation_weight=0.0), data.spec,
+                                    data.stats).locate({})

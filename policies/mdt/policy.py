@@ -322,6 +322,20 @@ class MDTPolicy(nn.Module):
             if was_training:
                 self.train()
 
+    def locate(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """(B, P) the privileged state (tabletop: goal_points) that the localisation head reads from the
+        observations under the language goals ``batch["task"]``, unnormalised: where the policy thinks
+        the goal's object is. Needs a policy trained with localisation_weight > 0."""
+        if self.model.localiser is None:
+            raise ValueError("this policy has no localisation head: train it with localisation_weight > 0")
+        with torch.inference_mode():
+            goal = self._language_goals(list(batch["task"]))
+            context = self.model.encode(self._observation_tokens(batch, augment=False, goal=goal), goal)
+            index = self._privileged_index.to(self.device)
+            full = torch.zeros(len(goal), len(self.normalizer.stats[STATE]["mean"]), device=self.device)
+            full[:, index] = self.model.localiser(context.mean(dim=1))
+            return self.normalizer.unnormalize(STATE, full)[:, index]
+
     def reset(self, instruction: str | None = None) -> None:
         """Start an episode: clear the action queue and history; `instruction` is the task (or None to take
         the observation's)."""
