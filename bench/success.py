@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--image-size", type=int, default=64, help="image size the policy sees (pixels)")
     ap.add_argument("--scenes", type=int, default=0,
                     help="rendered scenes per family without demonstrations, for perception (0: none)")
+    ap.add_argument("--scene-frames", type=int, default=1,
+                    help="ticks recorded per rendered scene, the arm moving on a held random action after the first")
     ap.add_argument("--families", default=",".join(SINGLE_STEP))
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench_success")
     ap.add_argument("--num-envs", type=int, default=2)
@@ -116,9 +118,11 @@ def main(argv: list[str] | None = None) -> dict:
     if SCENE_SEED0 < EVAL_SEED0 + max(args.episodes, args.heading_seeds):
         ap.error(f"evaluation seeds from {EVAL_SEED0} would reach the rendered scenes' seeds ({SCENE_SEED0})")
     scenes = args.work / "scenes"
-    scfg = dataclasses.replace(ccfg, episodes_per_task=args.scenes, seed=SCENE_SEED0, scenes_only=True, out=scenes)
+    scfg = dataclasses.replace(ccfg, episodes_per_task=args.scenes, seed=SCENE_SEED0, scenes_only=True,
+                               scene_frames=args.scene_frames, out=scenes)
     wanted = {"tasks": list(tasks), "demos": args.demos, "goals_per_layout": args.goals_per_layout,
-              "image_size": args.image_size, "distinct_scenes": ccfg.distinct_scenes, "scenes": args.scenes}
+              "image_size": args.image_size, "distinct_scenes": ccfg.distinct_scenes, "scenes": args.scenes,
+              "scene_frames": args.scene_frames}
     made = args.work / "data_settings.json"
     if not (data / "meta" / "info.json").exists() or not made.exists() or json.loads(made.read_text()) != wanted:
         shutil.rmtree(args.work, ignore_errors=True)  # runs trained on other data are stale too
@@ -144,8 +148,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name, policy_cfg in variants.items():
         # Named by batch size, the one setting here a run cannot resume across; more --steps resumes it.
         run_dir = run_dirs[name] = (args.work / "runs"
-                                    / "_".join([f"{name}_b{args.batch_size}", *([f"scenes{args.scenes}"] if args.scenes
-                                                                                 else []), *args.policy])
+                                    / "_".join([f"{name}_b{args.batch_size}",
+                                                *([f"scenes{args.scenes}x{args.scene_frames}"] if args.scenes else []),
+                                                *args.policy])
                                     .replace("/", "-"))
         minutes[name] = train_to(TrainConfig(dataset=datasets, policy="mdt", steps=args.steps,
                                              batch_size=args.batch_size, output_dir=str(args.work / "runs"),
@@ -194,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
         "heading": heading,
         "train_minutes": minutes,
         "settings": {"policy_overrides": overrides, "demos_per_task": args.demos, "goals_per_layout": args.goals_per_layout,
-                     "rendered_scenes_per_task": args.scenes,
+                     "rendered_scenes_per_task": args.scenes, "frames_per_scene": args.scene_frames,
                      "episodes_per_task": args.episodes, "steps": args.steps,
                      "batch_size": args.batch_size, "image_size": args.image_size, "tasks": list(tasks),
                      "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
