@@ -43,6 +43,11 @@ def cmd_collect(cfg: CollectConfig) -> None:
     saved = _save_config(cfg, report_dir / "config.json")
     started = time.monotonic()
     stats = collect(cfg)
+    if cfg.scenes_only:  # no expert ran: there is no success to report
+        for s in stats.values():
+            print(f"{s.task:40s} {s.attempted:6d} scenes, {sum(s.steps):7d} frames")
+        print(f"scene dataset: {cfg.out} (config: {report_dir / 'config.json'})")
+        return
     for s in stats.values():
         print(f"{s.task:40s} {s.succeeded:4d}/{s.attempted:<4d} {s.success_rate:6.1%}")
     print("report:", write_collection_report(report_dir, stats, cfg.out, seconds=time.monotonic() - started,

@@ -104,3 +104,15 @@ def test_scenes_only_records_many_layouts_for_perception_and_no_demonstrations(t
     assert np.abs(first[0] - first[1]).mean() > 1.0
     with pytest.raises(ValueError, match="scene_frames must be >= 1"):
         collect(CollectConfig(tasks=("tabletop/reach-v0",), scenes_only=True, scene_frames=0), progress=False)
+
+
+def test_the_collect_command_reports_scenes_as_scenes(tmp_path, capsys):
+    """`embodied collect --scenes-only`: no expert ran, so it reports scenes and frames, not a 0% success."""
+    from embodied.cli import main
+    from embodied.data import open_dataset
+
+    main(["collect", "--tasks", "tabletop/reach-v0", "--episodes-per-task", "2", "--workers", "1", "--image-size",
+          "32", "--scenes-only", "--scene-frames", "2", "--out", str(tmp_path / "scenes")])
+    printed = capsys.readouterr().out
+    assert "2 scenes,       4 frames" in printed and "%" not in printed
+    assert not open_dataset(tmp_path / "scenes").demonstrations
