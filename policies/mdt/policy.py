@@ -3,7 +3,7 @@
 One path to learn, one path to act:
 
 - `loss(batch)`: windows (B, To, ...) -> EDM denoising loss on normalised
-  action chunks under image goals (every sample) and language goals
+  action chunks under image goals (every demonstrated sample) and language goals
   (labelled samples), plus MGF and CLA (and, with `localisation_weight`,
   a regression of the spec's privileged state, e.g. where the goal's
   object is, from the encoder output);
@@ -25,7 +25,8 @@ would see its own target).
 from __future__ import annotations
 
 import collections
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -298,26 +299,32 @@ class MDTPolicy(nn.Module):
         that key is absent, the image goal ``goal.images.<goal_camera>``.
         `generator` fixes the initial noise (same generator state -> same actions).
         """
+        with self._inference():
+            if "task" in batch:
+                goal = self._language_goals(list(batch["task"]))
+            elif GOAL_PREFIX + self.goal_camera in batch:
+                frames = torch.as_tensor(batch[GOAL_PREFIX + self.goal_camera])
+                goal = self.model.image_goal(self._images(frames, self.config.image_size, augment=False))
+            else:
+                raise KeyError(f"predict needs a goal: batch['task'] (instructions) or "
+                               f"batch['{GOAL_PREFIX + self.goal_camera}'] (goal images)")
+            obs = self._observation_tokens(batch, augment=False, goal=goal)
+            context = self.model.encode(obs, goal)
+            shape = (obs.shape[0], self.config.chunk, self._spec.action.dim)
+            x = edm.sample(self.model.action_network(context, traced=True), shape, self.scheduler, self.config.sampling_steps,
+                           self.config.sigma_data, generator=generator, device=self.device)
+            actions = self.normalizer.unnormalize(ACTION, x)
+            return torch.max(torch.min(actions, self._high.to(actions)), self._low.to(actions))
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        """Eval mode and no autograd for the block, then the training mode it had."""
         was_training = self.training
         if was_training:  # train()/eval() walk every submodule: ~13% of a batch-1 replan, so only when needed
             self.eval()
         try:
             with torch.inference_mode():
-                if "task" in batch:
-                    goal = self._language_goals(list(batch["task"]))
-                elif GOAL_PREFIX + self.goal_camera in batch:
-                    frames = torch.as_tensor(batch[GOAL_PREFIX + self.goal_camera])
-                    goal = self.model.image_goal(self._images(frames, self.config.image_size, augment=False))
-                else:
-                    raise KeyError(f"predict needs a goal: batch['task'] (instructions) or "
-                                   f"batch['{GOAL_PREFIX + self.goal_camera}'] (goal images)")
-                obs = self._observation_tokens(batch, augment=False, goal=goal)
-                context = self.model.encode(obs, goal)
-                shape = (obs.shape[0], self.config.chunk, self._spec.action.dim)
-                x = edm.sample(self.model.action_network(context, traced=True), shape, self.scheduler, self.config.sampling_steps,
-                               self.config.sigma_data, generator=generator, device=self.device)
-                actions = self.normalizer.unnormalize(ACTION, x)
-                return torch.max(torch.min(actions, self._high.to(actions)), self._low.to(actions))
+                yield
         finally:
             if was_training:
                 self.train()
@@ -328,7 +335,7 @@ class MDTPolicy(nn.Module):
         the goal's object is. Needs a policy trained with localisation_weight > 0."""
         if self.model.localiser is None:
             raise ValueError("this policy has no localisation head: train it with localisation_weight > 0")
-        with torch.inference_mode():
+        with self._inference():
             goal = self._language_goals(list(batch["task"]))
             context = self.model.encode(self._observation_tokens(batch, augment=False, goal=goal), goal)
             index = self._privileged_index.to(self.device)
