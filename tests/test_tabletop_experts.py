@@ -66,3 +66,21 @@ def test_expert_refuses_joint_control():
     env = TabletopEnv(task="pick", cameras=(), control_mode="joint_pos")
     with pytest.raises(ValueError, match="ee_delta"):
         env.make_expert()
+
+
+def test_the_random_policy_holds_each_draw_within_bounds_and_repeats_per_seed():
+    """RandomPolicy: the floor beside the expert, and what moves the arm in recorded scenes."""
+    from embodied.data.synthetic import synthetic_observation, synthetic_spec
+    from embodied.expert import RandomPolicy
+
+    spec = synthetic_spec()
+    obs = synthetic_observation(spec, 0, 0)
+    policy = RandomPolicy(spec, seed=7, hold_steps=3)
+    values = [policy.act(obs).value for _ in range(6)]
+    assert all(np.array_equal(values[0], v) for v in values[:3]) and not np.array_equal(values[2], values[3])
+    assert all((v >= spec.action.low_array).all() and (v <= spec.action.high_array).all() for v in values)
+    policy.reset()
+    assert np.array_equal(policy.act(obs).value, values[0])  # the same seed gives the same moves again
+    assert not np.array_equal(RandomPolicy(spec, seed=8).act(obs).value, values[0])
+    with pytest.raises(ValueError, match="hold_steps must be >= 1"):
+        RandomPolicy(spec, hold_steps=0)
