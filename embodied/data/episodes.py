@@ -1,4 +1,4 @@
-"""The episodes table (meta/episodes/chunk-000/file-000.parquet): one row per episode.
+"""The episodes table (meta/episodes/chunk-CCC/file-FFF.parquet, in several files): one row per episode.
 
 Columns follow LeRobot v3.0 (``episode_index``, ``tasks``, ``length``,
 ``data/chunk_index``, ``data/file_index``, ``dataset_from_index``,
@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from embodied.data import format as fmt
-from embodied.data.errors import DatasetError
+from embodied.data.errors import DatasetError, missing
 from embodied.data.stats import STAT_NAMES, Stats
 from embodied.types import EmbodimentSpec
 
@@ -66,7 +66,9 @@ def make_row(spec: EmbodimentSpec, layout: fmt.Layout, *, episode_index: int, ta
         key = fmt.video_key(cam)
         row |= {f"videos/{key}/chunk_index": chunk, f"videos/{key}/file_index": file,
                 f"videos/{key}/from_timestamp": 0.0, f"videos/{key}/to_timestamp": length / fps}
-    row |= {"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0, "success": bool(success)}
+    meta_chunk, meta_file = layout.episodes_chunk_file(episode_index)
+    row |= {"meta/episodes/chunk_index": meta_chunk, "meta/episodes/file_index": meta_file,
+            "success": bool(success)}
     for feature, s in stats.items():
         for stat in STAT_NAMES:
             row[f"stats/{feature}/{stat}"] = np.asarray(s[stat]).reshape(-1).tolist()
@@ -89,20 +91,32 @@ def row_stats(row: Row, spec: EmbodimentSpec) -> dict[str, Stats]:
     return out
 
 
+def location(row: Row) -> tuple[int, int]:
+    """(chunk, file) of the episodes-table file that holds the row."""
+    return int(row["meta/episodes/chunk_index"]), int(row["meta/episodes/file_index"])
+
+
 def read_rows(layout: fmt.Layout, total_episodes: int, spec: EmbodimentSpec) -> list[Row]:
-    """The committed rows (episode_index < total_episodes), in order; extra rows from a crash are dropped."""
+    """The committed rows (episode_index < total_episodes) of every episodes-table file, in order; extra rows
+    from a crash are dropped."""
     if total_episodes == 0:
         return []
-    path = layout.episodes
-    table = fmt.read_table(path, "an episodes table", fmt.BROKEN_META_HINT)
+    paths = layout.episodes_files()
+    if not paths:
+        raise missing(layout.episodes(0, 0), fmt.BROKEN_META_HINT)
     needed = [f.name for f in schema(spec)]
-    fmt.require_columns(table, needed, path, fmt.BROKEN_META_HINT)
-    rows = sorted((r for r in table.select(needed).to_pylist() if r["episode_index"] < total_episodes),
-                  key=lambda r: r["episode_index"])
+    rows = []
+    for path in paths:
+        table = fmt.read_table(path, "an episodes table", fmt.BROKEN_META_HINT)
+        fmt.require_columns(table, needed, path, fmt.BROKEN_META_HINT)
+        rows += [r for r in table.select(needed).to_pylist() if r["episode_index"] < total_episodes]
+    rows.sort(key=lambda r: r["episode_index"])
     if [r["episode_index"] for r in rows] != list(range(total_episodes)):
+        found = [r["episode_index"] for r in rows]
         raise DatasetError(
-            f"{path}: info.json says {total_episodes} episodes but this table holds episode indices "
-            f"{[r['episode_index'] for r in rows][:20]}. {fmt.BROKEN_META_HINT}",
-            path,
+            f"{layout.episodes_dir}: info.json says {total_episodes} episodes but the episodes tables hold "
+            f"{len(found)} rows with episode indices {found[:20]}{'...' if len(found) > 20 else ''}. "
+            f"{fmt.BROKEN_META_HINT}",
+            layout.episodes_dir,
         )
     return rows

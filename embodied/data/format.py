@@ -5,13 +5,17 @@ A dataset folder holds::
     meta/info.json                  schema, fps, totals, path templates, our spec
     meta/stats.json                 normalisation statistics per feature
     meta/tasks.parquet              task string <-> task_index
-    meta/episodes/chunk-000/file-000.parquet   one row per episode
+    meta/episodes/chunk-CCC/file-FFF.parquet   one row per episode, 100 rows per file
     data/chunk-CCC/file-FFF.parquet            one file per episode here
     videos/observation.images.<cam>/chunk-CCC/file-FFF.mp4
 
 Episode ``i`` lives in chunk ``i // chunks_size``, file ``i % chunks_size``
 (one episode per file is valid v3: where each episode is comes from the
-episodes table). Our additions are the per-step string columns
+episodes table). Its row of the episodes table lives in metadata file
+``m = i // episodes_per_file`` (chunk ``m // chunks_size``, file
+``m % chunks_size``), so that recording an episode rewrites one small file
+whatever the dataset's size; the row records where it is, as in LeRobot, and
+readers take the rows of every file. Our additions are the per-step string columns
 ``language_motion``, ``subtask``, ``corrections`` (JSON), the ``success``
 column of the episodes table and the ``embodied`` key of info.json.
 """
@@ -40,6 +44,9 @@ EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.par
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 DEFAULT_CHUNKS_SIZE = 1000
+# Rows per episodes-table file: a commit rewrites one such file (a few ms), and a
+# reader opening 10,000 episodes opens 100 files.
+EPISODES_PER_FILE = 100
 # LeRobot's defaults; advisory here, since every episode gets its own files.
 DATA_FILES_SIZE_IN_MB = 100
 VIDEO_FILES_SIZE_IN_MB = 200
@@ -126,9 +133,15 @@ class Layout:
 
     root: Path
     chunks_size: int = DEFAULT_CHUNKS_SIZE
+    episodes_per_file: int = EPISODES_PER_FILE
 
     def chunk_file(self, episode_index: int) -> tuple[int, int]:
+        """(chunk, file) of the episode's data and video files."""
         return divmod(episode_index, self.chunks_size)
+
+    def episodes_chunk_file(self, episode_index: int) -> tuple[int, int]:
+        """(chunk, file) of the episodes-table file that a new row for this episode goes to."""
+        return divmod(episode_index // self.episodes_per_file, self.chunks_size)
 
     @property
     def info(self) -> Path:
@@ -143,8 +156,15 @@ class Layout:
         return self.root / TASKS_PATH
 
     @property
-    def episodes(self) -> Path:
-        return self.root / EPISODES_PATH.format(chunk_index=0, file_index=0)
+    def episodes_dir(self) -> Path:
+        return self.root / "meta/episodes"
+
+    def episodes(self, chunk_index: int, file_index: int) -> Path:
+        return self.root / EPISODES_PATH.format(chunk_index=chunk_index, file_index=file_index)
+
+    def episodes_files(self) -> list[Path]:
+        """The episodes-table files present, in (chunk, file) order."""
+        return sorted(self.episodes_dir.glob("chunk-*/file-*.parquet"))
 
     def data(self, chunk_index: int, file_index: int) -> Path:
         return self.root / DATA_PATH.format(chunk_index=chunk_index, file_index=file_index)

@@ -101,9 +101,9 @@ class Dataset:
         self._rows = eps.read_rows(self.layout, self.num_episodes, self.spec)
         if sum(r["length"] for r in self._rows) != self.num_frames:
             raise DatasetError(
-                f"{self.layout.episodes}: episode lengths add up to {sum(r['length'] for r in self._rows)} frames "
+                f"{self.layout.episodes_dir}: episode lengths add up to {sum(r['length'] for r in self._rows)} frames "
                 f"but info.json says {self.num_frames}. {fmt.BROKEN_META_HINT}",
-                self.layout.episodes,
+                self.layout.episodes_dir,
             )
         self._cache = _LRU(max(1, cache_episodes) * (1 + len(self.spec.cameras)))
         self._stats: dict[str, Stats] | None = None

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ class DatasetWriter:
         video_info = {c.name: self.video.feature_info(self.fps, c.height, c.width) for c in self.spec.cameras}
         self._info = fmt.new_info(self.spec, self.fps, robot_type, video_info, chunks_size, self.demonstrations)
         self._rows: list[eps.Row] = []
-        self._table: pa.Table | None = None  # the episodes table of _rows, kept so a commit only appends a row
+        self._table: pa.Table | None = None  # the rows of the last episodes-table file, so a commit appends one
         self._stats: dict | None = None      # statistics over the committed episodes, merged one episode at a time
         self._tasks: list[str] = []
         write_json_atomic(self.layout.info, self._info)
@@ -149,7 +150,7 @@ class DatasetWriter:
         self.layout = fmt.Layout(self.root, int(info["chunks_size"]))
         self._info = info
         self._rows = eps.read_rows(self.layout, int(info["total_episodes"]), self.spec)
-        self._table = eps.to_table(self._rows, self.spec) if self._rows else None
+        self._table = None  # built from _rows by the first commit
         self._stats = aggregate_features([eps.row_stats(r, self.spec) for r in self._rows]) or None
         self._tasks = fmt.read_tasks(self.layout, int(info["total_tasks"]))
         self._repair()
@@ -164,8 +165,9 @@ class DatasetWriter:
                 path.unlink()
                 removed.append(path)
         # Rows or tasks past the committed totals come from an end_episode cut short before its commit.
-        stale_meta = self._count_rows(self.layout.episodes) > total or \
-            self._count_rows(self.layout.tasks) > len(self._tasks)
+        committed = Counter(self.layout.episodes(*eps.location(r)) for r in self._rows)
+        stale_meta = self._count_rows(self.layout.tasks) > len(self._tasks) or any(
+            self._count_rows(path) != committed[path] for path in self.layout.episodes_files())
         if stale_meta or removed:
             self._write_meta()
             log.warning("%s: cleaned up after an interrupted writer (%d stale files)", self.root, len(removed))
@@ -180,13 +182,20 @@ class DatasetWriter:
             return 1 << 62  # unreadable: rewrite it from what info.json commits
 
     def _write_meta(self) -> None:
-        """Episodes table, tasks and stats from the in-memory (committed) state; info.json is not touched."""
-        for path, table in ((self.layout.episodes, self._table),
-                            (self.layout.tasks, fmt.tasks_table(self._tasks) if self._tasks else None)):
-            if table is None:
-                path.unlink(missing_ok=True)
-            else:
-                write_table_atomic(path, table)
+        """Episodes tables, tasks and stats from the in-memory (committed) state; info.json is not touched."""
+        files: dict[tuple[int, int], list[eps.Row]] = {}
+        for row in self._rows:
+            files.setdefault(eps.location(row), []).append(row)
+        kept = {self.layout.episodes(*loc) for loc in files}
+        for path in self.layout.episodes_files():
+            if path not in kept:
+                path.unlink()
+        for loc, rows in files.items():
+            write_table_atomic(self.layout.episodes(*loc), eps.to_table(rows, self.spec))
+        if self._tasks:
+            write_table_atomic(self.layout.tasks, fmt.tasks_table(self._tasks))
+        else:
+            self.layout.tasks.unlink(missing_ok=True)
         if self._stats:
             write_json_atomic(self.layout.stats, to_json(self._stats))
         else:
@@ -294,13 +303,17 @@ class DatasetWriter:
             # Episode files first: nothing refers to them until info.json counts this episode.
             for tmp, final in staged:
                 publish(tmp, final)
-            # Appending one row and merging one episode's statistics keeps a commit's cost from growing with
-            # the dataset (a scene dataset holds thousands of one-frame episodes); only the files' writing does.
+            # One row appended to one small episodes-table file and one episode's statistics merged: a
+            # commit's cost does not grow with the dataset (a scene dataset holds thousands of episodes).
             rows = [*self._rows, row]
             new_row = eps.to_table([row], self.spec)
-            table = new_row if self._table is None else pa.concat_tables([self._table, new_row]).combine_chunks()
+            if self._table is not None and eps.location(self._rows[-1]) == eps.location(row):
+                table = pa.concat_tables([self._table, new_row]).combine_chunks()
+            else:  # a new file, or the first commit of this writer: the rows already in that file, if any
+                same_file = [r for r in self._rows if eps.location(r) == eps.location(row)]
+                table = eps.to_table([*same_file, row], self.spec)
             merged = aggregate_features([self._stats, stats] if self._stats else [stats])
-            write_table_atomic(self.layout.episodes, table)
+            write_table_atomic(self.layout.episodes(*eps.location(row)), table)
             if tasks is not self._tasks:
                 write_table_atomic(self.layout.tasks, fmt.tasks_table(tasks))
             write_json_atomic(self.layout.stats, to_json(merged))
