@@ -101,7 +101,8 @@ def success() -> str | None:
         + (f" vs **{ablation:.1%}** without MGF and CLA ({d['ratio_vs_ablation']:.2f}×)" if ablation is not None else "")
         + f"; a uniformly random policy gets {d['random_mean_success']:.1%}. Settings: {st['demos_per_task']} demos "
         + (f"({st['goals_per_layout']} goals per scene) " if st.get("goals_per_layout", 1) > 1 else "")
-        + (f"and {st['rendered_scenes_per_task']} rendered scenes without demonstrations (for perception only) "
+        + (f"and {st['rendered_scenes_per_task']} rendered scenes without demonstrations (for perception only"
+           + (f", {st['scene_share']:.0%} of each batch" if st.get("scene_share") is not None else "") + ") "
            if st.get("rendered_scenes_per_task") else "")
         + f"and {st['episodes_per_task']} evaluation episodes per task, {st['steps']} steps at batch {st['batch_size']}, "
         f"{st['image_size']}×{st['image_size']} images, "

@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="rendered scenes per family without demonstrations, for perception (0: none)")
     ap.add_argument("--scene-frames", type=int, default=1,
                     help="ticks recorded per rendered scene, the arm moving on a held random action after the first")
+    ap.add_argument("--scene-share", type=float, default=None,
+                    help="share of each batch from the rendered scenes (TrainConfig.scene_share; default: in "
+                         "proportion to their frames)")
     ap.add_argument("--families", default=",".join(SINGLE_STEP))
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench_success")
     ap.add_argument("--num-envs", type=int, default=2)
@@ -150,10 +153,12 @@ def main(argv: list[str] | None = None) -> dict:
         run_dir = run_dirs[name] = (args.work / "runs"
                                     / "_".join([f"{name}_b{args.batch_size}",
                                                 *([f"scenes{args.scenes}x{args.scene_frames}"] if args.scenes else []),
+                                                *([f"share{args.scene_share:g}"] if args.scene_share is not None else []),
                                                 *args.policy])
                                     .replace("/", "-"))
         minutes[name] = train_to(TrainConfig(dataset=datasets, policy="mdt", steps=args.steps,
-                                             batch_size=args.batch_size, output_dir=str(args.work / "runs"),
+                                             batch_size=args.batch_size, scene_share=args.scene_share,
+                                             output_dir=str(args.work / "runs"),
                                              name=run_dir.name, save_every=max(1, args.steps // 20),
                                              log_every=max(1, args.steps // 100)), policy_cfg)
         out = args.results / ("success" if name == "full" else "success_ablation")
@@ -200,6 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
         "train_minutes": minutes,
         "settings": {"policy_overrides": overrides, "demos_per_task": args.demos, "goals_per_layout": args.goals_per_layout,
                      "rendered_scenes_per_task": args.scenes, "frames_per_scene": args.scene_frames,
+                     "scene_share": args.scene_share,
                      "episodes_per_task": args.episodes, "steps": args.steps,
                      "batch_size": args.batch_size, "image_size": args.image_size, "tasks": list(tasks),
                      "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",

@@ -95,6 +95,12 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return int(self._starts[-1])
 
+    @property
+    def demonstrated(self) -> np.ndarray:
+        """(N,) bool per sample: True where its dataset holds demonstrations, False for a scene dataset's."""
+        per_episode = np.array([self._demonstrations[d] for d, _, _ in self._episodes])
+        return np.repeat(per_episode, np.diff(self._starts))
+
     def locate(self, i: int) -> tuple[int, int, int]:
         """Sample i -> (dataset index, episode index within it, frame t)."""
         if not 0 <= i < len(self):
@@ -199,6 +205,12 @@ class ShardedBatchSampler(torch.utils.data.Sampler):
     indices; global batch k is stream[k*B*W : (k+1)*B*W] with B = batch_size,
     W = world_size, and rank r gets its r-th slice of B. Ranks never share a
     sample within one global batch (while B*W <= num_samples).
+
+    With `pools` (disjoint arrays of sample indices) and `pool_batch` (how
+    many of each rank batch come from each pool, summing to batch_size), each
+    pool has its own such stream, cut into slices of its own size: a batch's
+    mixture is fixed whatever the pools' sizes (Octo's dataset sample weights,
+    made exact per batch).
     """
 
     num_samples: int
@@ -208,26 +220,46 @@ class ShardedBatchSampler(torch.utils.data.Sampler):
     world_size: int = 1
     start: int = 0
     stop: int = 0
+    pools: tuple[np.ndarray, ...] = ()
+    pool_batch: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.batch_size < 1:
             raise ValueError(f"need num_samples >= 1 and batch_size >= 1, got {self.num_samples}, {self.batch_size}")
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} is outside world_size {self.world_size}")
-        self._perm_cache: dict[int, np.ndarray] = {}
+        if len(self.pools) != len(self.pool_batch) or (self.pools and sum(self.pool_batch) != self.batch_size):
+            raise ValueError(f"pool_batch {self.pool_batch} must give one count per pool ({len(self.pools)}) "
+                             f"summing to batch_size={self.batch_size}")
+        if any(len(p) == 0 for p, n in zip(self.pools, self.pool_batch, strict=True) if n > 0):
+            raise ValueError("a pool that batches draw from is empty")
+        self._perm_cache: dict[tuple[int, int], np.ndarray] = {}
 
-    def permutation(self, epoch: int) -> np.ndarray:
-        if epoch not in self._perm_cache:
-            self._perm_cache = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.num_samples)}
-        return self._perm_cache[epoch]
+    def permutation(self, epoch: int, pool: int | None = None) -> np.ndarray:
+        """The epoch's order of all samples, or of the pool's positions."""
+        key = (-1 if pool is None else pool, epoch)
+        if key not in self._perm_cache:
+            n, seed = (self.num_samples, [self.seed, epoch]) if pool is None else \
+                (len(self.pools[pool]), [self.seed, pool, epoch])
+            self._perm_cache = {k: v for k, v in self._perm_cache.items() if k[0] != key[0]}
+            self._perm_cache[key] = np.random.default_rng(seed).permutation(n)
+        return self._perm_cache[key]
 
     def batch(self, k: int) -> list[int]:
         """Rank's sample indices of global batch k."""
-        first = (k * self.world_size + self.rank) * self.batch_size
+        if not self.pools:
+            return self._slice(k, self.batch_size, self.num_samples, None)
         out = []
-        for pos in range(first, first + self.batch_size):
-            epoch, j = divmod(pos, self.num_samples)
-            out.append(int(self.permutation(epoch)[j]))
+        for p, n in enumerate(self.pool_batch):
+            out += [int(self.pools[p][j]) for j in self._slice(k, n, len(self.pools[p]), p)]
+        return out
+
+    def _slice(self, k: int, size: int, total: int, pool: int | None) -> list[int]:
+        first = (k * self.world_size + self.rank) * size
+        out = []
+        for pos in range(first, first + size):
+            epoch, j = divmod(pos, total)
+            out.append(int(self.permutation(epoch, pool)[j]))
         return out
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -236,6 +268,22 @@ class ShardedBatchSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
+
+
+def scene_pools(demonstrated: np.ndarray, batch_size: int, scene_share: float) -> tuple[tuple[np.ndarray, ...],
+                                                                                         tuple[int, ...]]:
+    """(pools, pool_batch) for ShardedBatchSampler: round(batch_size * scene_share) samples of each batch
+    from the scene datasets' samples, the rest from the demonstrations'. demonstrated: (N,) bool."""
+    if not 0 <= scene_share < 1:
+        raise ValueError(f"scene_share must be in [0, 1): the share of each batch from scene datasets, and "
+                         f"every batch needs demonstrations; got {scene_share}")
+    scenes = round(batch_size * scene_share)
+    if scenes == batch_size:
+        raise ValueError(f"scene_share={scene_share} leaves no demonstration in a batch of {batch_size}; lower it")
+    if not (~demonstrated).any():
+        raise ValueError("scene_share is set but no dataset is a scene dataset; add one (embodied collect "
+                         "--scenes-only), or leave scene_share unset")
+    return (np.flatnonzero(demonstrated), np.flatnonzero(~demonstrated)), (batch_size - scenes, scenes)
 
 
 def collate(windows: Sequence[dict[str, Any]]) -> dict[str, Any]:

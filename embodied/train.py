@@ -72,6 +72,9 @@ class TrainConfig:
     """Optimiser steps in total."""
     batch_size: int = 32
     """Samples per step per process (a step consumes batch_size * num_processes samples)."""
+    scene_share: float | None = None
+    """Share of each batch drawn from scene datasets (the rest from demonstrations); None: in proportion to
+    their frames. Thousands of scenes would otherwise leave a few demonstrations per batch to imitate."""
     lr: float = 3e-4
     """Peak AdamW learning rate."""
     weight_decay: float = 1e-4
@@ -124,6 +127,8 @@ class TrainConfig:
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"need lr > 0, weight_decay >= 0, warmup_steps >= 0, 0 <= min_lr_ratio <= 1; got "
                              f"{self.lr}, {self.weight_decay}, {self.warmup_steps}, {self.min_lr_ratio}")
+        if self.scene_share is not None and not 0 <= self.scene_share < 1:
+            raise ValueError(f"scene_share must be in [0, 1) (every batch needs demonstrations), got {self.scene_share}")
         if self.resume and self.name is None:
             raise ValueError("resume needs the run's name: pass --train.name NAME (the folder under output_dir)")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -465,10 +470,12 @@ class _Trainer:
     def _loader(self, start: int, stop: int) -> Any:
         import torch
 
-        from embodied.torch_data import ShardedBatchSampler, collate
+        from embodied.torch_data import ShardedBatchSampler, collate, scene_pools
 
+        pools, pool_batch = ((), ()) if self.cfg.scene_share is None else \
+            scene_pools(self.data.demonstrated, self.cfg.batch_size, self.cfg.scene_share)
         sampler = ShardedBatchSampler(len(self.data), self.cfg.batch_size, self.cfg.seed, self.rank, self.world,
-                                      start=start, stop=stop)
+                                      start=start, stop=stop, pools=pools, pool_batch=pool_batch)
         workers = self.cfg.num_workers
         return torch.utils.data.DataLoader(
             self.data, batch_sampler=sampler, collate_fn=collate, num_workers=workers,

@@ -15,7 +15,7 @@ import tyro
 from embodied.data import open_dataset
 from embodied.data.synthetic import synthetic_spec, write_synthetic_dataset
 from embodied.plots import plot_metrics, read_metrics
-from embodied.torch_data import ShardedBatchSampler, WindowDataset, collate, merged_stats
+from embodied.torch_data import ShardedBatchSampler, WindowDataset, collate, merged_stats, scene_pools
 from embodied.train import TrainConfig, lr_factor, train, train_config_type
 from embodied.train_state import EMA, rng_state, set_rng_state
 from policies.bc.configuration import BCConfig
@@ -90,6 +90,7 @@ def test_a_scene_datasets_windows_teach_perception_and_never_actions(two_dataset
     assert all(data[i]["action_mask"].any() for i in demo_windows)
     assert not any(data[i]["action_mask"].any() for i in scene_windows)
     assert data[12]["task"] == "pick up the red cube"  # its instruction and images are there to learn from
+    assert data.demonstrated.tolist() == [True] * 12 + [False] * 8
     stats = merged_stats([two_datasets[0], scenes])
     for key in ("min", "max", "mean"):
         np.testing.assert_array_equal(stats["action"][key], two_datasets[0].stats["action"][key])
@@ -115,6 +116,29 @@ def test_ranks_get_disjoint_slices_of_each_global_batch():
         assert len(a) == len(b) == 3 and not set(a) & set(b)
     single = list(ShardedBatchSampler(12, 6, seed=0, stop=4))
     assert [a + b for a, b in zip(*ranks)] == single  # the same global batches as one process with 2x the batch
+
+
+def test_scene_share_fixes_each_batchs_mixture_of_scenes_and_demonstrations():
+    """3 demonstration windows among 40 would be one sample in 13 by frames; scene_share=0.5 makes it half of
+    every batch, each pool still in epoch-by-epoch order and resumable at any batch."""
+    demonstrated = np.array([True] * 3 + [False] * 37)
+    pools, pool_batch = scene_pools(demonstrated, batch_size=4, scene_share=0.5)
+    assert pool_batch == (2, 2)
+    full = list(ShardedBatchSampler(40, 4, seed=1, stop=30, pools=pools, pool_batch=pool_batch))
+    assert all(sum(demonstrated[i] for i in b) == 2 for b in full)
+    demos = [i for b in full for i in b if demonstrated[i]]
+    assert sorted(demos[:3]) == [0, 1, 2] and sorted(demos[3:6]) == [0, 1, 2]  # every demonstration each epoch
+    scenes = [i for b in full for i in b if not demonstrated[i]]
+    assert sorted(scenes[:37]) == list(range(3, 40))
+    assert list(ShardedBatchSampler(40, 4, seed=1, start=11, stop=30, pools=pools, pool_batch=pool_batch)) == full[11:]
+    ranks = [list(ShardedBatchSampler(40, 2, seed=1, rank=r, world_size=2, stop=30, pools=pools, pool_batch=(1, 1)))
+             for r in (0, 1)]
+    single = list(ShardedBatchSampler(40, 4, seed=1, stop=30, pools=pools, pool_batch=(2, 2)))
+    assert [sorted(a + b) for a, b in zip(*ranks)] == [sorted(b) for b in single]  # as one process, 2x the batch
+    with pytest.raises(ValueError, match="leaves no demonstration"):
+        scene_pools(demonstrated, batch_size=4, scene_share=0.9)
+    with pytest.raises(ValueError, match="no dataset is a scene dataset"):
+        scene_pools(np.ones(5, bool), batch_size=4, scene_share=0.5)
 
 
 def test_lr_schedule_warms_up_then_decays():
