@@ -46,12 +46,13 @@ class WindowDataset(torch.utils.data.Dataset):
     action used). obs_horizon/action_horizon/future_offset: see
     embodied.data.windows. cameras: which cameras to decode (default: all of
     the first dataset's). cache_dir: where to keep memory-mapped frames; None
-    keeps them in RAM.
+    keeps them in RAM. progress: show a bar while the frames are decoded
+    (minutes for thousands of episodes).
     """
 
     def __init__(self, datasets: Sequence[Dataset], obs_horizon: int = 1, action_horizon: int = 1, *,
                  cameras: Sequence[str] | None = None, future_offset: int | None = None,
-                 cache_dir: str | Path | None = None):
+                 cache_dir: str | Path | None = None, progress: bool = False):
         if not datasets:
             raise ValueError("WindowDataset needs at least one dataset")
         if obs_horizon < 1 or action_horizon < 1:
@@ -77,7 +78,7 @@ class WindowDataset(torch.utils.data.Dataset):
         if not any(self._demonstrations):
             raise ValueError(f"the datasets {self.roots} are all scene datasets (no demonstrations to imitate); "
                              "add at least one dataset of demonstrations")
-        frames = _FrameStore.build(datasets, self._episodes, self.cameras, int(lengths.sum()), cache_dir)
+        frames = _FrameStore.build(datasets, self._episodes, self.cameras, int(lengths.sum()), cache_dir, progress)
         self._views = self._episode_views(datasets, frames)
 
     def _episode_views(self, datasets: Sequence[Dataset], frames: dict[str, np.ndarray]) -> list[tuple[Episode, np.ndarray]]:
@@ -146,12 +147,12 @@ class _FrameStore:
 
     @staticmethod
     def build(datasets: Sequence[Dataset], episodes: Sequence[tuple[int, int, int]], cameras: Sequence[str],
-              total: int, cache_dir: str | Path | None) -> dict[str, np.ndarray]:
+              total: int, cache_dir: str | Path | None, progress: bool = False) -> dict[str, np.ndarray]:
         spec = datasets[0].spec
         shapes = {cam: (total, spec.camera(cam).height, spec.camera(cam).width, 3) for cam in cameras}
         if cache_dir is None:
             arrays = {cam: np.empty(shape, np.uint8) for cam, shape in shapes.items()}
-            _decode_into(arrays, datasets, episodes, cameras)
+            _decode_into(arrays, datasets, episodes, cameras, progress)
             return arrays
         cache_dir = Path(cache_dir)
         key = _cache_key(datasets, cameras)
@@ -161,7 +162,7 @@ class _FrameStore:
             cache_dir.mkdir(parents=True, exist_ok=True)
             marker.unlink(missing_ok=True)  # the marker is written last: its presence means the files are whole
             arrays = {cam: np.lib.format.open_memmap(files[cam], "w+", np.uint8, shapes[cam]) for cam in cameras}
-            _decode_into(arrays, datasets, episodes, cameras)
+            _decode_into(arrays, datasets, episodes, cameras, progress)
             for a in arrays.values():
                 a.flush()
             del arrays
@@ -177,9 +178,11 @@ class _FrameStore:
 
 
 def _decode_into(arrays: dict[str, np.ndarray], datasets: Sequence[Dataset],
-                 episodes: Sequence[tuple[int, int, int]], cameras: Sequence[str]) -> None:
+                 episodes: Sequence[tuple[int, int, int]], cameras: Sequence[str], progress: bool) -> None:
+    from tqdm.auto import tqdm
+
     pos = 0
-    for d, e, n in episodes:
+    for d, e, n in tqdm(episodes, desc="decoding frames", unit="ep", disable=not progress):
         ep = datasets[d].episode(e, cameras)
         for cam in cameras:
             arrays[cam][pos:pos + n] = ep.images[cam]

@@ -395,7 +395,7 @@ class _Trainer:
         with acc.main_process_first():  # rank 0 fills the disk cache; the others then map it
             self.data = WindowDataset(self.datasets, req["obs_horizon"], req["action_horizon"],
                                       cameras=req["cameras"], future_offset=req.get("future_offset"),
-                                      cache_dir=cache_dir)
+                                      cache_dir=cache_dir, progress=cfg.progress and acc.is_main_process)
 
         self.policy.to(acc.device)
         params = list(self.policy.trainable_parameters())
