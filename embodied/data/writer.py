@@ -307,11 +307,13 @@ class DatasetWriter:
             # commit's cost does not grow with the dataset (a scene dataset holds thousands of episodes).
             rows = [*self._rows, row]
             new_row = eps.to_table([row], self.spec)
-            if self._table is not None and eps.location(self._rows[-1]) == eps.location(row):
+            if self._table is None:  # this writer's first commit: the file may hold earlier rows
+                table = eps.to_table([*(r for r in self._rows if eps.location(r) == eps.location(row)), row],
+                                     self.spec)
+            elif eps.location(self._rows[-1]) == eps.location(row):
                 table = pa.concat_tables([self._table, new_row]).combine_chunks()
-            else:  # a new file, or the first commit of this writer: the rows already in that file, if any
-                same_file = [r for r in self._rows if eps.location(r) == eps.location(row)]
-                table = eps.to_table([*same_file, row], self.spec)
+            else:  # the first row of a new file
+                table = new_row
             merged = aggregate_features([self._stats, stats] if self._stats else [stats])
             write_table_atomic(self.layout.episodes(*eps.location(row)), table)
             if tasks is not self._tasks:
