@@ -86,7 +86,7 @@ def localisation_errors(checkpoint: str, task: str, seeds: Iterable[int]) -> dic
     from embodied.data.format import STATE, state_indices
 
     with _policy_in_env(checkpoint, task) as (policy, env):
-        if getattr(getattr(policy, "model", None), "localiser", None) is None:
+        if not getattr(policy, "locates", False):
             return None
         mean = np.asarray(policy.normalizer.stats[STATE]["mean"])[state_indices(policy.spec, ("goal_points",))][:3]
         out: dict[str, list[float]] = {"error": [], "mean_guess": []}

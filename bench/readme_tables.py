@@ -87,23 +87,37 @@ def success() -> str | None:
     if d is None or not full.exists():
         return None
     full_info = json.loads(full.read_text())
-    # success_ablation/ may be left from an earlier run: only a run that trained the ablation reads it.
-    abl_info = json.loads(abl.read_text()) if abl.exists() and d.get("ablation_mean_success") is not None else None
-    rows = ["| task | MDT-small | 95% CI | without MGF + CLA | 95% CI |", "|---|---:|---:|---:|---:|"]
+    # success_ablation/ and success_scratch/ may be left from an earlier run: only a run that trained them reads them.
+    others = [json.loads(path.read_text()) if path.exists() and d.get(key) is not None else None
+              for path, key in ((abl, "ablation_mean_success"),
+                                (RESULTS / "success_scratch" / "eval_info.json", "scratch_mean_success"))]
+    header = "| task | MDT-small | 95% CI | without MGF + CLA | 95% CI |"
+    if others[1]:
+        header += " without the perception stage | 95% CI |"
+    rows = [header, "|---|" + "---:|" * (header.count("|") - 2)]
     for task, r in full_info["tasks"].items():
-        a = abl_info["tasks"][task] if abl_info else None
-        rows.append(f"| {task} | {r['success_rate']:.0%} | {r['ci95'][0]:.0%}–{r['ci95'][1]:.0%} | "
-                    + (f"{a['success_rate']:.0%} | {a['ci95'][0]:.0%}–{a['ci95'][1]:.0%} |" if a else "– | – |"))
+        cells = [f"{r['success_rate']:.0%} | {r['ci95'][0]:.0%}–{r['ci95'][1]:.0%}"]
+        for info in others[: 2 if others[1] else 1]:
+            a = info["tasks"][task] if info else None
+            cells.append(f"{a['success_rate']:.0%} | {a['ci95'][0]:.0%}–{a['ci95'][1]:.0%}" if a else "– | –")
+        rows.append(f"| {task} | " + " | ".join(cells) + " |")
     st = d["settings"]
-    ablation = d.get("ablation_mean_success")
+    ablation, scratch, perception = d.get("ablation_mean_success"), d.get("scratch_mean_success"), d.get("perception")
     rows.append(
         f"\nMean success **{d['mean_success']:.1%}**"
-        + (f" vs **{ablation:.1%}** without MGF and CLA ({d['ratio_vs_ablation']:.2f}×)" if ablation is not None else "")
+        + (f" vs **{ablation:.1%}** without MGF and CLA" if ablation is not None else "")
+        + (f" ({d['ratio_vs_ablation']:.2f}×)" if d.get("ratio_vs_ablation") is not None else "")
+        + (f" and **{scratch:.1%}** without the perception stage" if scratch is not None else "")
         + f"; a uniformly random policy gets {d['random_mean_success']:.1%}. Settings: {st['demos_per_task']} demos "
         + (f"({st['goals_per_layout']} goals per scene) " if st.get("goals_per_layout", 1) > 1 else "")
         + (f"and {st['rendered_scenes_per_task']} rendered scenes without demonstrations (for perception only"
            + (f", {st['scene_share']:.0%} of each batch" if st.get("scene_share") is not None else "") + ") "
            if st.get("rendered_scenes_per_task") else "")
+        + (f"and a perception stage of {perception['steps']} steps that every policy starts from "
+           "(`MDTConfig.stage='perception'`, policies/mdt/perception.py; on its own it places the named object within "
+           f"{fmean(perception['localisation_cm'].values()):.1f} cm on unseen scenes, against "
+           f"{fmean(perception['mean_guess_cm'].values()):.1f} cm for always guessing the mean) "
+           if perception else "")
         + f"and {st['episodes_per_task']} evaluation episodes per task, {st['steps']} steps at batch {st['batch_size']}, "
         f"{st['image_size']}×{st['image_size']} images, "
         + ("MDT-small with " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in st["policy_overrides"].items()) + ", "

@@ -3,6 +3,7 @@
     python bench/success.py                       # the issue's protocol: 50 demos/task, 50 episodes/task
     python bench/success.py --demos 20 --episodes 20 --steps 1500 --families reach,open-drawer
     python bench/success.py --scenes 2000 --policy localisation_weight=1.0   # + rendered scenes for perception
+    python bench/success.py --scenes 3000 --pretrain-steps 4000 --policy goal_film=true   # + perception stage
 
 1. Collects `--demos` expert demonstrations per family, each family on its
    own seeds (so its own scenes: CollectConfig.distinct_scenes). With
@@ -11,8 +12,13 @@
    images, instructions and privileged state, never imitates their
    actions. They are data the peers' protocol does not have, and the JSON
    states how many.
-2. Trains MDT-small twice with the one training loop: full (MGF + CLA) and the
-   ablation without them, same data, same steps, same seed.
+2. With `--pretrain-steps N`, first trains MDT's perception stage
+   (MDTConfig.stage="perception": camera CNNs + language-goal MLP learn to
+   place the named object, no actions) for N steps on the same data, and
+   starts every policy below from it (perception_init).
+   Trains MDT-small twice with the one training loop: full (MGF + CLA) and the
+   ablation without them, same data, same steps, same seed; with `--scratch`
+   also the full model without the perception stage, to show what it adds.
 3. Evaluates both on `--episodes` unseen seeds per task (from seed 10000) in
    parallel envs, and a uniformly random policy as the floor; and the full
    model on `--demo-seed-episodes` of its own demonstrations' seeds, so that
@@ -83,6 +89,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--scene-share", type=float, default=None,
                     help="share of each batch from the rendered scenes (TrainConfig.scene_share; default: in "
                          "proportion to their frames)")
+    ap.add_argument("--pretrain-steps", type=int, default=0,
+                    help="steps of MDT's perception stage before the policies, which start from it (0: none)")
+    ap.add_argument("--scratch", action="store_true",
+                    help="with --pretrain-steps: also train and evaluate the full model without the perception stage")
     ap.add_argument("--families", default=",".join(SINGLE_STEP))
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench_success")
     ap.add_argument("--num-envs", type=int, default=2)
@@ -144,24 +154,39 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError as e:
         ap.error(f"--policy {e}")
     base = dataclasses.replace(base, image_size=(args.image_size, args.image_size), **overrides)
-    variants = {"full": base}
-    if not args.no_ablation:
-        variants["ablation"] = dataclasses.replace(base, use_mgf=False, use_cla=False)
-    infos, minutes, run_dirs = {}, {}, {}
-    for name, policy_cfg in variants.items():
+    if args.scratch and not args.pretrain_steps:
+        ap.error("--scratch compares against the perception stage: give --pretrain-steps too")
+
+    def run_dir_of(name: str, *more: str) -> Path:
         # Named by batch size, the one setting here a run cannot resume across; more --steps resumes it.
-        run_dir = run_dirs[name] = (args.work / "runs"
-                                    / "_".join([f"{name}_b{args.batch_size}",
-                                                *([f"scenes{args.scenes}x{args.scene_frames}"] if args.scenes else []),
-                                                *([f"share{args.scene_share:g}"] if args.scene_share is not None else []),
-                                                *args.policy])
-                                    .replace("/", "-"))
-        minutes[name] = train_to(TrainConfig(dataset=datasets, policy="mdt", steps=args.steps,
-                                             batch_size=args.batch_size, scene_share=args.scene_share,
-                                             output_dir=str(args.work / "runs"),
-                                             name=run_dir.name, save_every=max(1, args.steps // 20),
-                                             log_every=max(1, args.steps // 100)), policy_cfg)
-        out = args.results / ("success" if name == "full" else "success_ablation")
+        return (args.work / "runs" / "_".join([f"{name}_b{args.batch_size}",
+                                               *([f"scenes{args.scenes}x{args.scene_frames}"] if args.scenes else []),
+                                               *more, *args.policy]).replace("/", "-"))
+
+    def train_run(run_dir: Path, steps: int, policy_cfg, share: float | None) -> float:
+        return train_to(TrainConfig(dataset=datasets, policy="mdt", steps=steps, batch_size=args.batch_size,
+                                    scene_share=share, output_dir=str(run_dir.parent), name=run_dir.name,
+                                    save_every=max(1, steps // 20), log_every=max(1, steps // 100)), policy_cfg)
+
+    minutes, run_dirs, perception = {}, {}, None
+    variants = {"full": base}
+    if args.pretrain_steps:
+        # Perception reads every frame alike (no demonstrations needed): no scene share.
+        pre_dir = run_dirs["perception"] = run_dir_of("perception")
+        minutes["perception"] = train_run(pre_dir, args.pretrain_steps, dataclasses.replace(base, stage="perception"),
+                                          None)
+        variants = {"full": dataclasses.replace(base, perception_init=str(pre_dir))}
+        if args.scratch:
+            variants["scratch"] = base
+    if not args.no_ablation:
+        variants["ablation"] = dataclasses.replace(variants["full"], use_mgf=False, use_cla=False)
+    share_tag = [f"share{args.scene_share:g}"] if args.scene_share is not None else []
+    infos = {}
+    for name, policy_cfg in variants.items():
+        pre_tag = [f"pre{args.pretrain_steps}"] if policy_cfg.perception_init else []
+        run_dir = run_dirs[name] = run_dir_of(name, *share_tag, *pre_tag)
+        minutes[name] = train_run(run_dir, args.steps, policy_cfg, args.scene_share)
+        out = args.results / ("success" if name == "full" else f"success_{name}")
         infos[name] = evaluate(EvalConfig(checkpoint=str(run_dir), tasks=tasks, episodes=args.episodes,
                                           num_envs=args.num_envs, seed0=EVAL_SEED0, out=str(out), videos=1,
                                           device=device))
@@ -184,28 +209,40 @@ def main(argv: list[str] | None = None) -> dict:
                        for split, seeds in (("demo", ccfg.task_seeds(k)[:n]),
                                             ("unseen", range(EVAL_SEED0, EVAL_SEED0 + n)))}
                    for k, t in enumerate(tasks)}
+    if args.pretrain_steps:
+        # How well the perception stage alone places the named object on unseen scenes (cm), before any imitation.
+        seeds = range(EVAL_SEED0, EVAL_SEED0 + max(args.heading_seeds, 10))
+        located = {t: localisation_errors(str(run_dirs["perception"]), t, seeds) for t in tasks}
+        perception = {"steps": args.pretrain_steps, "unseen_seeds_per_task": len(seeds),
+                      "localisation_cm": {t: 100 * float(np.mean(v["error"])) for t, v in located.items()},
+                      "mean_guess_cm": {t: 100 * float(np.mean(v["mean_guess"])) for t, v in located.items()}}
 
-    print(f"\n{'task':28s}{'MDT':>8s}{'no MGF/CLA':>12s}{'random':>8s}{'ratio':>8s}{'demo seeds':>12s}"
-          f"{'heading demo/unseen':>21s}")
+    def rate(name: str, t: str) -> float:
+        return infos[name]["tasks"][t]["success_rate"] if name in infos else float("nan")
+
+    print(f"\n{'task':28s}{'MDT':>8s}{'no MGF/CLA':>12s}{'scratch':>9s}{'random':>8s}{'ratio':>8s}{'demo seeds':>12s}"
+          f"{'heading demo/unseen':>21s}{'located (cm)':>14s}")
     for t in tasks:
-        full = infos["full"]["tasks"][t]["success_rate"]
-        abl = infos["ablation"]["tasks"][t]["success_rate"] if "ablation" in infos else float("nan")
+        full, abl = rate("full", t), rate("ablation", t)
         ratio = full / abl if abl else (float("nan") if full == 0 else float("inf"))
         head = f"{heading[t]['demo']['mean_cosine']:.2f} / {heading[t]['unseen']['mean_cosine']:.2f}" if heading else "-"
-        print(f"{t:28s}{full:8.0%}{abl:12.0%}{floor[t]:8.0%}{ratio:8.2f}"
-              f"{seen['tasks'][t] if seen else float('nan'):12.0%}{head:>21s}")
+        where = f"{perception['localisation_cm'][t]:.1f}" if perception else "-"
+        print(f"{t:28s}{full:8.0%}{abl:12.0%}{rate('scratch', t):9.0%}{floor[t]:8.0%}{ratio:8.2f}"
+              f"{seen['tasks'][t] if seen else float('nan'):12.0%}{head:>21s}{where:>14s}")
     result = {
         "mean_success": infos["full"]["mean_success"],
         "ablation_mean_success": infos["ablation"]["mean_success"] if "ablation" in infos else None,
         "random_mean_success": float(np.mean(list(floor.values()))),
         "ratio_vs_ablation": (infos["full"]["mean_success"] / infos["ablation"]["mean_success"]
                               if "ablation" in infos and infos["ablation"]["mean_success"] else None),
+        "scratch_mean_success": infos["scratch"]["mean_success"] if "scratch" in infos else None,
+        "perception": perception,
         "demo_seed_success": seen,
         "heading": heading,
         "train_minutes": minutes,
         "settings": {"policy_overrides": overrides, "demos_per_task": args.demos, "goals_per_layout": args.goals_per_layout,
                      "rendered_scenes_per_task": args.scenes, "frames_per_scene": args.scene_frames,
-                     "scene_share": args.scene_share,
+                     "scene_share": args.scene_share, "pretrain_steps": args.pretrain_steps,
                      "episodes_per_task": args.episodes, "steps": args.steps,
                      "batch_size": args.batch_size, "image_size": args.image_size, "tasks": list(tasks),
                      "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",

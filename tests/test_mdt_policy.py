@@ -14,7 +14,12 @@ from embodied import registry
 from embodied.checkpoint import CheckpointError
 from embodied.data import open_dataset
 from embodied.data.format import ACTION, STATE, state_indices
-from embodied.data.synthetic import synthetic_observation, synthetic_spec, write_synthetic_dataset
+from embodied.data.synthetic import (
+    synthetic_observation,
+    synthetic_spec,
+    write_located_dataset,
+    write_synthetic_dataset,
+)
 from embodied.normalize import MissingStatisticError
 from embodied.types import Correction, SpecMismatchError
 from policies.mdt import MDTConfig, MDTPolicy
@@ -279,20 +284,7 @@ def test_localisation_loss_learns_the_privileged_state_from_the_images(tmp_path,
     """localisation_weight > 0: the encoder output must predict the spec's privileged state (here a value that
     the synthetic images show, as a sim's object position shows in its frames), and its gradient reaches the
     camera CNNs. Without privileged state in the spec the option is a clear error."""
-    from embodied.data import DatasetWriter
-    from embodied.data.synthetic import synthetic_action
-
-    base = synthetic_spec()
-    spec = dataclasses.replace(base, state=dict(base.state) | {"goal_points": 1}, privileged=("goal_points",))
-    with DatasetWriter(tmp_path / "d", spec) as w:
-        for episode in range(2):
-            w.start_episode("touch the red cube")
-            for t in range(12):
-                obs = synthetic_observation(spec, t, episode)
-                obs.state["goal_points"] = np.array([0.3 * t], np.float32)  # the images' phase drifts with t
-                w.add_frame(obs, synthetic_action(spec, t, episode))
-            w.end_episode(success=True)
-    data = open_dataset(tmp_path / "d")
+    data = open_dataset(write_located_dataset(tmp_path / "d", num_episodes=2))
     torch.manual_seed(0)
     policy = MDTPolicy.from_dataset_meta(dataclasses.replace(TINY, localisation_weight=1.0, use_state=False),
                                          data.spec, data.stats, language)
@@ -319,19 +311,7 @@ def test_scene_samples_train_perception_and_never_the_actions(tmp_path, language
     """Samples whose action_mask is all False (a scene dataset's windows) get no image-goal row and no
     denoising loss: changing their actions changes nothing, while the localisation loss still reads them.
     A batch of scenes alone trains perception only."""
-    from embodied.data import DatasetWriter
-    from embodied.data.synthetic import synthetic_action
-
-    base = synthetic_spec()
-    spec = dataclasses.replace(base, state=dict(base.state) | {"goal_points": 1}, privileged=("goal_points",))
-    with DatasetWriter(tmp_path / "d", spec) as w:
-        w.start_episode("touch the red cube")
-        for t in range(12):
-            obs = synthetic_observation(spec, t, 0)
-            obs.state["goal_points"] = np.array([0.3 * t], np.float32)
-            w.add_frame(obs, synthetic_action(spec, t, 0))
-        w.end_episode(success=True)
-    data = open_dataset(tmp_path / "d")
+    data = open_dataset(write_located_dataset(tmp_path / "d", num_episodes=1))
     policy = MDTPolicy.from_dataset_meta(dataclasses.replace(TINY, localisation_weight=1.0), data.spec, data.stats,
                                          language)
     batch = batch_for(policy, data)

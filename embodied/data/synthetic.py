@@ -78,3 +78,24 @@ def write_synthetic_dataset(root: str | Path, num_episodes: int = 3, length: int
         for i in range(num_episodes):
             record_synthetic_episode(w, w.num_episodes, length, tasks[i % len(tasks)], success=i % 2 == 0)
     return Path(root)
+
+
+def write_located_dataset(root: str | Path, num_episodes: int = 2, length: int = 12,
+                          task: str = "touch the red cube") -> Path:
+    """Like `write_synthetic_dataset`, with privileged state: "goal_points" (1,) = 0.3·t, the phase by which
+    the images drift, so it can be read off the frames as a simulator's object position can."""
+    import dataclasses
+
+    from embodied.data.writer import DatasetWriter
+
+    base = synthetic_spec()
+    spec = dataclasses.replace(base, state=dict(base.state) | {"goal_points": 1}, privileged=("goal_points",))
+    with DatasetWriter(root, spec) as w:
+        for episode in range(num_episodes):
+            w.start_episode(task)
+            for t in range(length):
+                obs = synthetic_observation(spec, t, episode)
+                obs.state["goal_points"] = np.array([0.3 * t], np.float32)
+                w.add_frame(obs, synthetic_action(spec, t, episode))
+            w.end_episode(success=True)
+    return Path(root)

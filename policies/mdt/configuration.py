@@ -15,6 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 
+STAGES = ("policy", "perception")
+# The fields that shape or train the parts perception_init copies: they must agree between the two configs.
+PERCEPTION_FIELDS = ("cnn_widths", "cnn_groups", "keypoint_stages", "spatial_tokens", "d_model", "goal_film",
+                     "image_size", "language_encoder", "language_dim")
+
 
 @dataclasses.dataclass
 class MDTConfig:
@@ -87,6 +92,18 @@ class MDTConfig:
     # in a simulator that provides privileged state (EmbodimentSpec.privileged).
     localisation_weight: float = 0.0
 
+    # --- perception pretraining ------------------------------------------------------------------
+    # "policy" learns actions. "perception" trains only the camera CNNs and the language-goal MLP, with a
+    # small head, to place the spec's privileged state (tabletop: the named object and its target) from
+    # the camera tokens under the instruction: it needs no demonstrations, so it can read many more
+    # rendered scenes than there are demos (policies/mdt/perception.py). Beyond MDT, whose ResNets start
+    # from ImageNet.
+    stage: str = "policy"
+    # A run or checkpoint folder (an MDT of either stage) whose camera CNNs and language-goal MLP start
+    # this policy's, in place of a random initialisation. Read when a policy is built from dataset
+    # statistics (training); a trained checkpoint holds the weights itself and never reads it again.
+    perception_init: str | None = None
+
     def __post_init__(self) -> None:
         self.cameras = tuple(self.cameras)
         self.state_keys = tuple(self.state_keys)
@@ -106,6 +123,8 @@ class MDTConfig:
             problems.append(f"language_fraction={self.language_fraction} must be in [0, 1]")
         if self.localisation_weight < 0:
             problems.append(f"localisation_weight={self.localisation_weight} must be >= 0")
+        if self.stage not in STAGES:
+            problems.append(f"stage={self.stage!r} must be one of {STAGES}")
         if self.action_norm not in ("min_max", "bounds_q99"):
             problems.append(f"action_norm={self.action_norm!r} must be 'min_max' or 'bounds_q99'")
         if not 0 < self.sigma_min < self.sigma_max:

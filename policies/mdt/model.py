@@ -223,6 +223,19 @@ class LatentAlignment(nn.Module):
 # ---------------------------------------------------------------------------------- MDT
 
 
+def build_camera_encoders(cfg: MDTConfig, cameras: tuple[str, ...]) -> nn.ModuleDict:
+    """One CameraEncoder per camera, FiLM-conditioned on the goal token with `goal_film`."""
+    cells = feature_map_size(cfg.image_size, len(cfg.cnn_widths)) if cfg.spatial_tokens else None
+    film = cfg.d_model if cfg.goal_film else None
+    return nn.ModuleDict({c: CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, cfg.d_model, film, cfg.keypoint_stages,
+                                           cells) for c in cameras})
+
+
+def build_language_goal_mlp(cfg: MDTConfig) -> nn.Sequential:
+    """(B, language_dim) sentence embedding -> (B, d_model) goal token."""
+    return nn.Sequential(nn.Linear(cfg.language_dim, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, cfg.d_model))
+
+
 class MDTModel(nn.Module):
     """All trainable MDT parts. The policy feeds it preprocessed tensors (see policy.py)."""
 
@@ -231,14 +244,12 @@ class MDTModel(nn.Module):
         super().__init__()
         self.cfg, self.cameras, self.action_dim = cfg, tuple(cameras), action_dim
         d = cfg.d_model
-        film = d if cfg.goal_film else None
         cells = feature_map_size(cfg.image_size, len(cfg.cnn_widths)) if cfg.spatial_tokens else None
-        self.camera_encoders = nn.ModuleDict({c: CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d, film,
-                                                               cfg.keypoint_stages, cells) for c in cameras})
+        self.camera_encoders = build_camera_encoders(cfg, cameras)
         per_camera = 1 + (cells[0] * cells[1] if cells else 0)
         self.goal_image_encoder = CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d)
         self.image_goal_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
-        self.language_goal_mlp = nn.Sequential(nn.Linear(cfg.language_dim, d), nn.GELU(), nn.Linear(d, d))
+        self.language_goal_mlp = build_language_goal_mlp(cfg)
         self.state_in = nn.Linear(state_dim, d) if cfg.use_state else None
         per_frame = len(cameras) * per_camera + (1 if cfg.use_state else 0)
         self.n_tokens = 1 + cfg.obs_horizon * per_frame

@@ -43,6 +43,7 @@ from embodied.types import Action, Correction, EmbodimentSpec, Observation
 from policies.mdt import edm
 from policies.mdt.configuration import MDTConfig
 from policies.mdt.model import MDTModel
+from policies.mdt.perception import PerceptionModel, load_perception
 from policies.mdt.vision import random_shift, to_float_images
 
 POLICY_CLASS = "policies.mdt.policy:MDTPolicy"
@@ -91,12 +92,16 @@ class MDTPolicy(nn.Module):
         self._state_index = torch.tensor(state_indices(spec, config.state_keys))
         self._privileged_index = torch.tensor(state_indices(spec, spec.privileged) if spec.privileged else [],
                                               dtype=torch.long)
-        if config.localisation_weight > 0 and not spec.privileged:
-            raise ValueError(f"localisation_weight={config.localisation_weight} needs privileged state to predict, "
-                             f"and embodiment {spec.name!r} has none (its state: {list(spec.state)}); record the data "
-                             "in a simulator that provides it (tabletop: goal_points), or set localisation_weight=0")
-        self.model = MDTModel(config, self.cameras, len(self._state_index), spec.action.dim,
-                              privileged_dim=len(self._privileged_index))
+        needs = ("stage='perception'" if config.stage == "perception"
+                 else f"localisation_weight={config.localisation_weight}" if config.localisation_weight > 0 else None)
+        if needs and not spec.privileged:
+            raise ValueError(f"{needs} needs privileged state to predict, and embodiment {spec.name!r} has none "
+                             f"(its state: {list(spec.state)}); record the data in a simulator that provides it "
+                             "(tabletop: goal_points)")
+        self.model = (PerceptionModel(config, self.cameras, len(self._privileged_index))
+                      if config.stage == "perception" else
+                      MDTModel(config, self.cameras, len(self._state_index), spec.action.dim,
+                               privileged_dim=len(self._privileged_index)))
         self._language = language_encoder
         self.scheduler = edm.make_scheduler(config.sigma_min, config.sigma_max, config.sigma_data)
         self._low = torch.as_tensor(spec.action.low_array)
@@ -107,8 +112,12 @@ class MDTPolicy(nn.Module):
     @classmethod
     def from_dataset_meta(cls, config: MDTConfig, spec: EmbodimentSpec, stats: Mapping[str, Any],
                           language_encoder=None) -> MDTPolicy:
-        """A fresh policy for data of `spec` with dataset statistics `stats` ({feature: {stat: array}})."""
-        return cls(config, spec, build_normalizer(config, stats), language_encoder)
+        """A fresh policy for data of `spec` with dataset statistics `stats` ({feature: {stat: array}});
+        its camera CNNs and language-goal MLP come from `config.perception_init` when that is set."""
+        policy = cls(config, spec, build_normalizer(config, stats), language_encoder)
+        if config.perception_init:
+            load_perception(policy.model, config, config.perception_init)
+        return policy
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """safetensors weights + JSON config + normalisation + spec; the frozen MiniLM is referenced, not copied."""
@@ -145,13 +154,21 @@ class MDTPolicy(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.model.encoder_pos.device
+        return next(self.model.parameters()).device
+
+    @property
+    def locates(self) -> bool:
+        """Whether `locate` works: a perception stage, or a policy trained with localisation_weight > 0."""
+        return self.config.stage == "perception" or self.model.localiser is not None
 
     def trainable_parameters(self):
         """Every weight that is trained and saved (the sentence encoder is frozen and lives outside)."""
         return self.model.parameters()
 
     def data_requirements(self) -> dict[str, Any]:
+        if self.config.stage == "perception":  # the current frames only: no future frame, no goal frame
+            return {"obs_horizon": self.config.obs_horizon, "action_horizon": self.config.chunk,
+                    "cameras": self.cameras, "future_offset": None, "goal_frame": False}
         return {"obs_horizon": self.config.obs_horizon, "action_horizon": self.config.chunk,
                 "cameras": self.cameras, "future_offset": self.config.future_offset, "goal_frame": True}
 
@@ -226,6 +243,8 @@ class MDTPolicy(nn.Module):
         demonstrations) gets no image-goal row and no denoising loss; it trains perception only,
         through its language goal (localisation, MGF).
         """
+        if self.config.stage == "perception":
+            return self._perception_loss(batch)
         cfg = self.config
         b = len(batch["task"])
         actions = self.normalizer.normalize(ACTION, torch.as_tensor(batch[ACTION], device=self.device).float())
@@ -274,8 +293,7 @@ class MDTPolicy(nn.Module):
                 metrics["mgf"] = mgf.item()
         if self.model.localiser is not None:
             # Every row, image or language goal: both name the same object, so both must find it.
-            state = torch.as_tensor(batch[STATE], device=self.device).float()[:, -1]  # (B, S): the current frame
-            target = self.normalizer.normalize(STATE, state)[:, self._privileged_index.to(self.device)][rows_t]
+            target = self._privileged_target(batch)[rows_t]
             localisation = nn.functional.mse_loss(self.model.localiser(context.mean(dim=1)), target)
             total = total + cfg.localisation_weight * localisation
             metrics["localisation"] = localisation.item()
@@ -291,6 +309,26 @@ class MDTPolicy(nn.Module):
         metrics["loss"] = total.item()
         return total, metrics
 
+    def _privileged_target(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """(B, P) the normalised privileged state of each window's current frame."""
+        state = torch.as_tensor(batch[STATE], device=self.device).float()[:, -1]
+        return self.normalizer.normalize(STATE, state)[:, self._privileged_index.to(self.device)]
+
+    def _current_images(self, batch: Mapping[str, Any], augment: bool) -> dict[str, torch.Tensor]:
+        """{cam: (B, 3, h, w)} each window's current frame, in [-1, 1] at image_size."""
+        return {cam: self._images(torch.as_tensor(batch[video_key(cam)])[:, -1], self.config.image_size, augment)
+                for cam in self.cameras}
+
+    def _perception_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """stage='perception': MSE of the privileged state placed under each sample's task instruction.
+
+        The task, never a sub-task or language-motion label: "move arm left" names no object to find.
+        """
+        goal = self._language_goals(list(batch["task"]))
+        loss = nn.functional.mse_loss(self.model(self._current_images(batch, augment=True), goal),
+                                      self._privileged_target(batch))
+        return loss, {"localisation": loss.item(), "loss": loss.item()}
+
     # ------------------------------------------------------------------ acting
     def predict(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, chunk, D) unnormalised actions clipped to the action spec's bounds.
@@ -299,6 +337,9 @@ class MDTPolicy(nn.Module):
         that key is absent, the image goal ``goal.images.<goal_camera>``.
         `generator` fixes the initial noise (same generator state -> same actions).
         """
+        if self.config.stage == "perception":
+            raise ValueError("this MDT is a perception pretraining stage and has learned no actions; train a policy "
+                             "from it with --policy.perception-init <its run folder>")
         with self._inference():
             if "task" in batch:
                 goal = self._language_goals(list(batch["task"]))
@@ -333,14 +374,18 @@ class MDTPolicy(nn.Module):
         """(B, P) the privileged state (tabletop: goal_points) that the localisation head reads from the
         observations under the language goals ``batch["task"]``, unnormalised: where the policy thinks
         the goal's object is. Needs a policy trained with localisation_weight > 0."""
-        if self.model.localiser is None:
+        if not self.locates:
             raise ValueError("this policy has no localisation head: train it with localisation_weight > 0")
         with self._inference():
             goal = self._language_goals(list(batch["task"]))
-            context = self.model.encode(self._observation_tokens(batch, augment=False, goal=goal), goal)
+            if self.config.stage == "perception":
+                placed = self.model(self._current_images(batch, augment=False), goal)
+            else:
+                placed = self.model.localiser(self.model.encode(
+                    self._observation_tokens(batch, augment=False, goal=goal), goal).mean(dim=1))
             index = self._privileged_index.to(self.device)
             full = torch.zeros(len(goal), len(self.normalizer.stats[STATE]["mean"]), device=self.device)
-            full[:, index] = self.model.localiser(context.mean(dim=1))
+            full[:, index] = placed
             return self.normalizer.unnormalize(STATE, full)[:, index]
 
     def reset(self, instruction: str | None = None) -> None:
