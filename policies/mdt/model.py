@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from embodied.language import MAX_TOKENS
 from policies.mdt.configuration import MDTConfig
 from policies.mdt.vision import CameraEncoder, feature_map_size
 
@@ -231,9 +232,50 @@ def build_camera_encoders(cfg: MDTConfig, cameras: tuple[str, ...]) -> nn.Module
                                            cells) for c in cameras})
 
 
-def build_language_goal_mlp(cfg: MDTConfig) -> nn.Sequential:
-    """(B, language_dim) sentence embedding -> (B, d_model) goal token."""
+class LanguageTokenGoal(nn.Module):
+    """(B, L, language_dim) frozen token states + (B, L) bool mask (True = real token) -> (B, d) goal token.
+
+    One self-attention block over the words (with learned positions), then one learned query attends
+    to them. Mean pooling blurs which word plays which role ("stack the red block on the blue block"
+    and its reverse pool to cosine 0.997); attending keeps "the first colour named is the one to move".
+    Beyond MDT, whose goal is CLIP's pooled sentence vector.
+    """
+
+    def __init__(self, cfg: MDTConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.inp = nn.Linear(cfg.language_dim, d)
+        self.pos = nn.Parameter(torch.randn(MAX_TOKENS, d) * 0.02)
+        self.block = EncoderBlock(d, cfg.n_heads, cfg.mlp_ratio, cfg.dropout)
+        self.query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.pool = Attention(d, cfg.n_heads, cfg.dropout)
+        self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, n, _ = states.shape
+        if n > MAX_TOKENS:
+            raise ValueError(f"{n} language tokens; at most {MAX_TOKENS} (the encoder truncates to that)")
+        keys = mask[:, None, None, :]  # (B, 1, 1, L): every head and query sees only the real tokens
+        h = self.block(self.inp(states) + self.pos[:n], keys)
+        return self.out(self.pool(self.query.expand(b, -1, -1), h, keys)[:, 0])
+
+
+def build_language_goal(cfg: MDTConfig) -> nn.Module:
+    """The language goal's encoder: with `language_tokens` a LanguageTokenGoal over the token states,
+    else an MLP of the (B, language_dim) sentence vector -> (B, d_model) goal token."""
+    if cfg.language_tokens:
+        return LanguageTokenGoal(cfg)
     return nn.Sequential(nn.Linear(cfg.language_dim, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, cfg.d_model))
+
+
+def language_goal(module: nn.Module, cfg: MDTConfig, embedding: torch.Tensor,
+                  mask: torch.Tensor | None) -> torch.Tensor:
+    """Run `build_language_goal`'s module: embedding (B, language_dim), or with `language_tokens` token
+    states (B, L, language_dim) and their mask (B, L) -> (B, d) goal tokens."""
+    if cfg.language_tokens != (mask is not None):
+        raise ValueError("language_tokens=True takes token states and their mask (SentenceEncoder."
+                         "encode_tokens); language_tokens=False takes sentence vectors and no mask")
+    return module(embedding, mask) if mask is not None else module(embedding)
 
 
 class MDTModel(nn.Module):
@@ -249,7 +291,7 @@ class MDTModel(nn.Module):
         per_camera = 1 + (cells[0] * cells[1] if cells else 0)
         self.goal_image_encoder = CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d)
         self.image_goal_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
-        self.language_goal_mlp = build_language_goal_mlp(cfg)
+        self.language_goal_mlp = build_language_goal(cfg)  # named for the MLP it was first (checkpoints)
         self.state_in = nn.Linear(state_dim, d) if cfg.use_state else None
         per_frame = len(cameras) * per_camera + (1 if cfg.use_state else 0)
         self.n_tokens = 1 + cfg.obs_horizon * per_frame
@@ -305,9 +347,10 @@ class MDTModel(nn.Module):
             per_frame.append(self.state_in(state)[:, :, None])
         return torch.cat(per_frame, dim=2).flatten(1, 2)  # (B, To, tokens per frame, d) frame-major
 
-    def language_goal(self, embedding: torch.Tensor) -> torch.Tensor:
-        """(B, language_dim) sentence embeddings -> (B, d) goal tokens."""
-        return self.language_goal_mlp(embedding)
+    def language_goal(self, embedding: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, language_dim) sentence embeddings, or (B, L, language_dim) token states and (B, L) mask
+        with `language_tokens` -> (B, d) goal tokens."""
+        return language_goal(self.language_goal_mlp, self.cfg, embedding, mask)
 
     def image_goal(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) goal frame in [-1, 1] -> (B, d) goal token."""

@@ -30,7 +30,7 @@ from torch import nn
 from embodied import checkpoint
 from embodied.train_state import pretrained_dir
 from policies.mdt.configuration import PERCEPTION_FIELDS, MDTConfig
-from policies.mdt.model import build_camera_encoders, build_language_goal_mlp
+from policies.mdt.model import build_camera_encoders, build_language_goal, language_goal
 
 # The MDTModel sub-modules a perception checkpoint provides, by their state-dict prefix.
 PERCEPTION_PARTS = ("camera_encoders", "language_goal_mlp")
@@ -46,14 +46,15 @@ class PerceptionModel(nn.Module):
         super().__init__()
         self.cfg, self.cameras = cfg, tuple(cameras)
         self.camera_encoders = build_camera_encoders(cfg, self.cameras)
-        self.language_goal_mlp = build_language_goal_mlp(cfg)
+        self.language_goal_mlp = build_language_goal(cfg)
         width = (len(self.cameras) + 1) * cfg.d_model
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, cfg.d_model), nn.GELU(),
                                   nn.Linear(cfg.d_model, privileged_dim))
 
-    def language_goal(self, embedding: torch.Tensor) -> torch.Tensor:
-        """(B, language_dim) sentence embeddings -> (B, d) goal tokens."""
-        return self.language_goal_mlp(embedding)
+    def language_goal(self, embedding: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, language_dim) sentence embeddings, or (B, L, language_dim) token states and (B, L) mask
+        with `language_tokens` -> (B, d) goal tokens."""
+        return language_goal(self.language_goal_mlp, self.cfg, embedding, mask)
 
     def forward(self, images: dict[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
         cond = goal if self.cfg.goal_film else None

@@ -200,8 +200,16 @@ class MDTPolicy(nn.Module):
         return tokens[rows] if rows is not None and not film else tokens
 
     def _language_goals(self, texts: list[str]) -> torch.Tensor:
-        emb = self.language_encoder.encode(texts)
-        return self.model.language_goal(torch.as_tensor(emb, device=self.device))
+        """(N,) instructions -> (N, d) goal tokens, from the frozen encoder's sentence vectors or, with
+        `language_tokens`, its token states."""
+        if not self.config.language_tokens:
+            return self.model.language_goal(torch.as_tensor(self.language_encoder.encode(texts), device=self.device))
+        if not hasattr(self.language_encoder, "encode_tokens"):
+            raise TypeError(f"language_tokens=True needs an encoder with encode_tokens (SentenceEncoder); "
+                            f"{type(self.language_encoder).__name__} has none: set language_tokens=False")
+        states, mask = self.language_encoder.encode_tokens(texts)
+        return self.model.language_goal(torch.as_tensor(states, device=self.device),
+                                        torch.as_tensor(mask, device=self.device))
 
     def _choose_instructions(self, batch: Mapping[str, Any],
                              demonstrated: list[bool] | None = None) -> list[str | None]:
