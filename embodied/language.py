@@ -64,18 +64,21 @@ class SentenceEncoder:
         self._token_cache: dict[str, np.ndarray] = {}
         self._torch = torch
 
+    def _states(self, text: str):
+        """One text -> its last hidden states (L, dim), a torch tensor. One text per forward pass: padding
+        a text together with others changes the last bits of its states, and a text's vector must not
+        depend on which texts it first came with."""
+        with self._torch.inference_mode():
+            batch = self.tokenizer([text], truncation=True, max_length=self.max_length,
+                                   return_tensors="pt").to(self.device)
+            return self.model(**batch).last_hidden_state[0]
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = [str(t) for t in texts]
         torch = self._torch
-        # One text per forward pass: padding a text together with others changes the last bits of its
-        # embedding, and a text's vector must not depend on which texts it first came with.
         for text in sorted({t for t in texts if t not in self._cache}):
-            with torch.inference_mode():
-                batch = self.tokenizer([text], truncation=True, max_length=self.max_length,
-                                       return_tensors="pt").to(self.device)
-                hidden = self.model(**batch).last_hidden_state
-                pooled = torch.nn.functional.normalize(hidden.mean(1), dim=-1)
-            self._cache[text] = pooled[0].cpu().numpy().astype(np.float32)
+            pooled = torch.nn.functional.normalize(self._states(text).mean(0), dim=-1)
+            self._cache[text] = pooled.cpu().numpy().astype(np.float32)
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self._cache[t] for t in texts])
@@ -88,12 +91,8 @@ class SentenceEncoder:
         the L2-normalised mean of these states.
         """
         texts = [str(t) for t in texts]
-        torch = self._torch
         for text in sorted({t for t in texts if t not in self._token_cache}):
-            with torch.inference_mode():
-                batch = self.tokenizer([text], truncation=True, max_length=self.max_length,
-                                       return_tensors="pt").to(self.device)
-                self._token_cache[text] = self.model(**batch).last_hidden_state[0].cpu().numpy().astype(np.float32)
+            self._token_cache[text] = self._states(text).cpu().numpy().astype(np.float32)
         longest = max((len(self._token_cache[t]) for t in texts), default=0)
         states = np.zeros((len(texts), longest, self.dim), np.float32)
         mask = np.zeros((len(texts), longest), bool)

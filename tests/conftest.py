@@ -24,3 +24,14 @@ def tiny_bc_run(tmp_path_factory):
                              batch_size=4, num_workers=0, warmup_steps=1, ema_decay=None, save_every=3, cpu=True,
                              progress=False),
                  BCConfig(action_horizon=4, cnn_channels=(8,), feature_dim=16, hidden_dim=32, language="none"))
+
+
+@pytest.fixture
+def one_thread():
+    """Batch-of-a-few CPU work runs fastest (and steadiest on a busy machine) on one thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

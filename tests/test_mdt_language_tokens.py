@@ -36,14 +36,6 @@ def language():
     return shared_encoder()
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def subject_accuracy(language, tokens: bool) -> float:
     """Train the goal encoder (+ a linear read-out) to name the colour of the block to move, on 22 of
     the 30 ordered colour pairs; return its accuracy on the other 8 (each colour pair appears in

@@ -40,15 +40,6 @@ def dataset(tmp_path_factory):
     return open_dataset(write_synthetic_dataset(tmp_path_factory.mktemp("mdt") / "ds", num_episodes=2, length=12))
 
 
-@pytest.fixture
-def one_thread():
-    """Batch-of-a-few CPU work runs fastest (and steadiest on a busy machine) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def collate(windows: list[dict]) -> dict:
     """What a training loop does with the data layer's windows: stack arrays, keep strings as lists."""
     return {k: [w[k] for w in windows] if isinstance(windows[0][k], str) else torch.as_tensor(np.stack([w[k] for w in windows]))
