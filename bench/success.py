@@ -133,9 +133,14 @@ def main(argv: list[str] | None = None) -> dict:
     scenes = args.work / "scenes"
     scfg = dataclasses.replace(ccfg, episodes_per_task=args.scenes, seed=SCENE_SEED0, scenes_only=True,
                                scene_frames=args.scene_frames, out=scenes)
+    from embodied import registry
+
+    probe = registry.make(tasks[0], image_size=(args.image_size, args.image_size))
+    state_keys = list(probe.embodiment_spec.state)  # data recorded before the env gained a state key is stale
+    probe.close()
     wanted = {"tasks": list(tasks), "demos": args.demos, "goals_per_layout": args.goals_per_layout,
               "image_size": args.image_size, "distinct_scenes": ccfg.distinct_scenes, "scenes": args.scenes,
-              "scene_frames": args.scene_frames}
+              "scene_frames": args.scene_frames, "state_keys": state_keys}
     made = args.work / "data_settings.json"
     if not (data / "meta" / "info.json").exists() or not made.exists() or json.loads(made.read_text()) != wanted:
         shutil.rmtree(args.work, ignore_errors=True)  # runs trained on other data are stale too

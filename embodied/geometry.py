@@ -1,7 +1,9 @@
-"""Small rotation helpers shared by the safety filter, labellers and envs.
+"""Small rotation and camera helpers shared by the safety filter, labellers and envs.
 
 Quaternions are (w, x, y, z) unit quaternions (MuJoCo's order); axis-angle
 vectors are rotation axis times angle in radians, angle in [0, pi].
+Cameras follow `CameraInfo`: K in pixels, T_world_cam in OpenCV axes
+(x right, y down, z forward).
 """
 
 from __future__ import annotations
@@ -103,3 +105,28 @@ def integrate_ee_target(target_pos: np.ndarray, target_quat: np.ndarray, dpos: n
     if ang > leash_rot:
         quat = rotate_quat(ee_quat, rot_off * (leash_rot / ang))
     return pos, quat
+
+
+# Where `image_coordinates` puts a point behind the camera: outside [-1, 1] on both axes.
+BEHIND_CAMERA = 2.0
+
+
+def image_coordinates(points: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray,
+                      height: int, width: int) -> np.ndarray:
+    """(P, 3) world points (m) -> (P, 2) where they fall in a (height, width) image, normalised:
+    u = 2·x/width - 1 from the left edge, v = 2·y/height - 1 from the top edge, so the image spans
+    [-1, 1] on both axes and anything outside it is not in view. Values are clipped to
+    [-BEHIND_CAMERA, BEHIND_CAMERA]; a point behind the camera is (BEHIND_CAMERA, BEHIND_CAMERA).
+
+    intrinsics: 3x3 K (pixels, principal point measured from the image corner); extrinsics:
+    4x4 T_world_cam in OpenCV axes.
+    """
+    p = np.asarray(points, np.float64).reshape(-1, 3)
+    T = np.asarray(extrinsics, np.float64)
+    cam = (p - T[:3, 3]) @ T[:3, :3]  # world -> camera: R^T (p - t), row-wise
+    out = np.full((len(p), 2), BEHIND_CAMERA)
+    front = cam[:, 2] > 1e-6
+    pix = cam[front] @ np.asarray(intrinsics, np.float64).T
+    xy = pix[:, :2] / pix[:, 2:3]
+    out[front] = np.stack([2 * xy[:, 0] / width - 1, 2 * xy[:, 1] / height - 1], axis=1)
+    return np.clip(out, -BEHIND_CAMERA, BEHIND_CAMERA).astype(np.float32)

@@ -148,6 +148,13 @@ class Action:
         return [Action(v, self.spec) for v in self.value]
 
 
+# Privileged state key: where the goal's points (the thing acted on, then where it must go) fall in
+# each camera's image, (4·cameras,) in the spec's camera order: subject (u, v), destination (u, v),
+# normalised as `geometry.image_coordinates` (the image spans [-1, 1]; outside it = not in view).
+# Dense supervision for a policy that learns to point at what the instruction names.
+GOAL_UV = "goal_uv"
+
+
 @dataclasses.dataclass(frozen=True)
 class EmbodimentSpec:
     """Everything a policy may know about the body it drives.
@@ -159,6 +166,7 @@ class EmbodimentSpec:
     are, say). They are recorded like any state, so that a policy can learn
     to predict them, but no policy reads them as input unless it names them,
     and a real robot, which lacks them, still matches a spec that has them.
+    One privileged key has a meaning every policy can rely on: `GOAL_UV`.
     """
 
     name: str

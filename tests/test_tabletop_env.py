@@ -240,6 +240,43 @@ def test_async_vector_env_with_two_envs():
         envs.close()
 
 
+def test_goal_uv_says_where_the_goals_object_is_in_each_camera_image():
+    """Privileged GOAL_UV: the goal points projected into every camera, normalised to [-1, 1]. The
+    pixel there shows the named object: its colour, at the depth the camera measures."""
+    from embodied.types import GOAL_UV
+
+    env = TabletopEnv(task="pick", image_size=(96, 96))
+    assert env.embodiment_spec.privileged == ("goal_points", GOAL_UV)
+    assert env.embodiment_spec.state[GOAL_UV] == 4 * 2  # (subject u, v, destination u, v) per camera
+    assert GOAL_UV not in TabletopEnv(task="pick", cameras=()).embodiment_spec.state  # nothing to project into
+    checked = []
+    for seed in (0, 1, 3):
+        obs, info = env.reset(seed=seed)
+        name = env.goal.params["object"]
+        colour = env.model.geom_rgba[env.scene.object(name).geom_ids[0], :3] * 255
+        uv = obs["state"][GOAL_UV].reshape(2, 2, 2)  # camera, point, (u, v)
+        np.testing.assert_allclose(uv[:, 0], uv[:, 1])  # pick: the destination is the subject
+        for k, cam in enumerate(env.config.cameras):
+            u, v = uv[k, 0]
+            if abs(u) >= 1 or abs(v) >= 1:
+                assert cam == "wrist", (cam, u, v)  # the front camera sees the whole table; the wrist, part
+                continue
+            checked.append(cam)
+            col, row = int((u + 1) / 2 * 96), int((v + 1) / 2 * 96)
+            seen = obs["images"][cam][row, col].astype(float)
+            lit = seen / max(seen.max(), 1) * colour.max()  # shading scales the colour, not its hue
+            assert np.abs(lit - colour).max() < 70, (cam, seen, colour)
+            T = info["cameras"][cam]["extrinsics"]
+            depth_of_centre = (env.world.pos(name) - T[:3, 3]) @ T[:3, 2]
+            assert abs(obs["depth"][cam][row, col] - depth_of_centre) < 0.04  # the surface facing the camera
+    assert checked.count("wrist") >= 1 and checked.count("front") == 3
+    # A point behind a camera lands outside the image on both axes.
+    from embodied.geometry import BEHIND_CAMERA, image_coordinates
+
+    behind = T[:3, 3] - T[:3, 2]
+    assert image_coordinates(behind, np.eye(3), T, 96, 96).tolist() == [[BEHIND_CAMERA, BEHIND_CAMERA]]
+
+
 def test_goal_points_say_where_the_goals_object_is_and_where_it_must_go():
     """Privileged state (never a policy input unless named): (subject xyz, destination xyz) in metres,
     following the object as the expert carries it."""

@@ -20,7 +20,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from embodied.types import ActionSpec, CameraSpec, EmbodimentSpec
+from embodied.geometry import image_coordinates
+from embodied.types import GOAL_UV, ActionSpec, CameraSpec, EmbodimentSpec
 from envs.tabletop.controller import TOP_DOWN, ArmController, solve_home
 from envs.tabletop.layout import apply_layout, sample_layout
 from envs.tabletop.rendering import CameraRenderer, extrinsics, intrinsics
@@ -135,13 +136,14 @@ class TabletopEnv(gym.Env):
                 names=tuple(f"q{i}" for i in range(n)) + ("gripper",),
                 units=("rad",) * n + ("open",),
             )
+        uv = {GOAL_UV: 4 * len(config.cameras)} if config.cameras else {}  # where the goal points fall in each image
         self.embodiment_spec = EmbodimentSpec(
             name=f"tabletop-{config.robot}",
             cameras=tuple(CameraSpec(c, h, w) for c in config.cameras),
             state={"joint_pos": n, "joint_vel": n, "ee_pos": 3, "ee_quat": 4, "gripper": 1,
-                   "goal_points": GOAL_POINTS_DIM},
+                   "goal_points": GOAL_POINTS_DIM} | uv,
             action=self.action_spec,
-            privileged=("goal_points",),
+            privileged=("goal_points", *uv),
         )
         self.action_space = gym.spaces.Box(self.action_spec.low_array, self.action_spec.high_array, dtype=np.float32)
         jr = self.model.jnt_range[self.scene.arm_joint_ids].astype(np.float32)
@@ -161,7 +163,7 @@ class TabletopEnv(gym.Env):
                         "ee_quat": gym.spaces.Box(-1.0, 1.0, (4,), f32),
                         "gripper": gym.spaces.Box(0.0, 1.0, (1,), f32),
                         "goal_points": gym.spaces.Box(-2.0, 2.0, (GOAL_POINTS_DIM,), f32),
-                    }
+                    } | {k: gym.spaces.Box(-2.0, 2.0, (dim,), f32) for k, dim in uv.items()}
                 ),
             }
         )
@@ -237,6 +239,7 @@ class TabletopEnv(gym.Env):
         # contacts of that substep stay valid, so a full mj_forward is not needed.
         mujoco.mj_kinematics(m, d)
         mujoco.mj_comPos(m, d)
+        mujoco.mj_camlight(m, d)  # the wrist camera's pose, for rendering and goal_uv
         self.steps += 1
         success = bool(self.goal.success(self.world))
         truncated = self.steps >= self.max_episode_steps and not success
@@ -262,14 +265,21 @@ class TabletopEnv(gym.Env):
         mujoco.mju_mat2Quat(quat, d.site_xmat[site])
         if quat[0] < 0:
             quat = -quat  # one sign per rotation
-        return {
+        points = goal_points(self.goal, self.world)
+        state = {
             "joint_pos": np.clip(d.qpos[s.arm_qpos_adr], self._jr[:, 0], self._jr[:, 1]).astype(np.float32),
             "joint_vel": np.clip(d.qvel[s.arm_dof_adr], -MAX_JOINT_SPEED, MAX_JOINT_SPEED).astype(np.float32),
             "ee_pos": np.clip(d.site_xpos[site], -2.0, 2.0).astype(np.float32),
             "ee_quat": quat.astype(np.float32),
             "gripper": np.array([self.world.gripper_opening()], np.float32),
-            "goal_points": np.clip(goal_points(self.goal, self.world), -2.0, 2.0),
+            "goal_points": np.clip(points, -2.0, 2.0),
         }
+        if self.config.cameras:
+            h, w = self.config.image_size
+            state[GOAL_UV] = np.concatenate([
+                image_coordinates(points.reshape(2, 3), c["intrinsics"], c["extrinsics"], h, w).ravel()
+                for c in self.camera_info().values()])
+        return state
 
     def _render(self, cam: str, depth: bool):
         if self._renderer is None:

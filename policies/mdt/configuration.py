@@ -18,7 +18,7 @@ import dataclasses
 STAGES = ("policy", "perception")
 # The fields that shape or train the parts perception_init copies: they must agree between the two configs.
 PERCEPTION_FIELDS = ("cnn_widths", "cnn_groups", "keypoint_stages", "spatial_tokens", "d_model", "goal_film",
-                     "image_size", "language_encoder", "language_dim", "language_tokens")
+                     "image_size", "language_encoder", "language_dim", "language_tokens", "goal_heatmaps")
 
 
 @dataclasses.dataclass
@@ -95,6 +95,13 @@ class MDTConfig:
     # not seen rather than recognise the scenes they have. Beyond MDT; 0 = off. Needs data recorded
     # in a simulator that provides privileged state (EmbodimentSpec.privileged).
     localisation_weight: float = 0.0
+    # Two goal-conditioned heat maps per camera (vision.CameraEncoder), trained to peak where the goal's
+    # object and its destination fall in the image (the spec's privileged GOAL_UV): dense, per-cell
+    # labels, as CLIPort and Transporter give their pick and place maps, instead of one regression target
+    # per scene. In the perception stage at weight 1, in the policy stage at localisation_weight. Needs
+    # goal_film (the maps must depend on what is named) and random_shift=0 (a shifted image moves the
+    # object off its label). Beyond MDT.
+    goal_heatmaps: bool = False
 
     # --- perception pretraining ------------------------------------------------------------------
     # "policy" learns actions. "perception" trains only the camera CNNs and the language-goal MLP, with a
@@ -127,6 +134,11 @@ class MDTConfig:
             problems.append(f"language_fraction={self.language_fraction} must be in [0, 1]")
         if self.localisation_weight < 0:
             problems.append(f"localisation_weight={self.localisation_weight} must be >= 0")
+        if self.goal_heatmaps and not self.goal_film:
+            problems.append("goal_heatmaps=True needs goal_film=True: the heat maps must depend on what is named")
+        if self.goal_heatmaps and self.random_shift:
+            problems.append(f"goal_heatmaps=True needs random_shift=0 (got {self.random_shift}): a shifted image "
+                            "moves the named object off the pixel it is labelled at")
         if self.stage not in STAGES:
             problems.append(f"stage={self.stage!r} must be one of {STAGES}")
         if self.action_norm not in ("min_max", "bounds_q99"):

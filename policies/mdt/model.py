@@ -224,12 +224,16 @@ class LatentAlignment(nn.Module):
 # ---------------------------------------------------------------------------------- MDT
 
 
+# Heat maps per camera with goal_heatmaps: the goal's subject and its destination, as in GOAL_UV.
+GOAL_POINTS = 2
+
+
 def build_camera_encoders(cfg: MDTConfig, cameras: tuple[str, ...]) -> nn.ModuleDict:
     """One CameraEncoder per camera, FiLM-conditioned on the goal token with `goal_film`."""
     cells = feature_map_size(cfg.image_size, len(cfg.cnn_widths)) if cfg.spatial_tokens else None
     film = cfg.d_model if cfg.goal_film else None
     return nn.ModuleDict({c: CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, cfg.d_model, film, cfg.keypoint_stages,
-                                           cells) for c in cameras})
+                                           cells, GOAL_POINTS if cfg.goal_heatmaps else 0) for c in cameras})
 
 
 class LanguageTokenGoal(nn.Module):
@@ -337,15 +341,24 @@ class MDTModel(nn.Module):
         goal (B, d): the goal tokens the camera CNNs are FiLM-conditioned on; required
         with `goal_film`, and must be None without it.
         """
-        per_frame = []
+        return self.observation_tokens_and_heatmaps(images, state, goal)[0]
+
+    def observation_tokens_and_heatmaps(self, images: dict[str, torch.Tensor], state: torch.Tensor | None,
+                                        goal: torch.Tensor | None = None
+                                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`observation_tokens`, and with `goal_heatmaps` {cam: (B, GOAL_POINTS, h2, w2)} heat-map
+        logits of each sample's current (last) frame ({} without)."""
+        per_frame, heat = [], {}
         for cam in self.cameras:
             x = images[cam]
             cond = None if goal is None else goal.repeat_interleave(x.shape[1], dim=0)  # one per frame
-            tokens = self.camera_encoders[cam](x.flatten(0, 1), cond)  # (B·To, d) or (B·To, 1 + cells, d)
+            tokens, maps = self.camera_encoders[cam].encode(x.flatten(0, 1), cond)  # (B·To, d) or (B·To, 1+cells, d)
             per_frame.append(tokens.reshape(x.shape[0], x.shape[1], -1, tokens.shape[-1]))
+            if maps is not None:
+                heat[cam] = maps.view(x.shape[0], x.shape[1], *maps.shape[1:])[:, -1]
         if self.state_in is not None:
             per_frame.append(self.state_in(state)[:, :, None])
-        return torch.cat(per_frame, dim=2).flatten(1, 2)  # (B, To, tokens per frame, d) frame-major
+        return torch.cat(per_frame, dim=2).flatten(1, 2), heat  # (B, To, tokens per frame, d) frame-major
 
     def language_goal(self, embedding: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, language_dim) sentence embeddings, or (B, L, language_dim) token states and (B, L) mask

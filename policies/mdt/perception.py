@@ -57,12 +57,19 @@ class PerceptionModel(nn.Module):
         return language_goal(self.language_goal_mlp, self.cfg, embedding, mask)
 
     def forward(self, images: dict[str, torch.Tensor], goal: torch.Tensor) -> torch.Tensor:
+        return self.place(images, goal)[0]
+
+    def place(self, images: dict[str, torch.Tensor], goal: torch.Tensor
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(B, P) as `forward`, and with `goal_heatmaps` {cam: (B, GOAL_POINTS, h2, w2)} heat-map logits."""
         cond = goal if self.cfg.goal_film else None
-        tokens = []
+        tokens, heat = [], {}
         for cam in self.cameras:
-            t = self.camera_encoders[cam](images[cam], cond)
+            t, maps = self.camera_encoders[cam].encode(images[cam], cond)
             tokens.append(t[:, 0] if t.dim() == 3 else t)  # the pooled token (spatial encoders put it first)
-        return self.head(torch.cat([*tokens, goal], dim=-1))
+            if maps is not None:
+                heat[cam] = maps
+        return self.head(torch.cat([*tokens, goal], dim=-1)), heat
 
 
 def load_perception(model: nn.Module, config: MDTConfig, source: str | Path) -> Path:

@@ -39,12 +39,12 @@ from embodied.batching import histories_to_batch
 from embodied.data.format import ACTION, STATE, state_indices, video_key
 from embodied.language import shared_encoder
 from embodied.normalize import MissingStatisticError, Normalizer
-from embodied.types import Action, Correction, EmbodimentSpec, Observation
+from embodied.types import GOAL_UV, Action, Correction, EmbodimentSpec, Observation
 from policies.mdt import edm
 from policies.mdt.configuration import MDTConfig
-from policies.mdt.model import MDTModel
+from policies.mdt.model import GOAL_POINTS, MDTModel
 from policies.mdt.perception import PerceptionModel, load_perception
-from policies.mdt.vision import random_shift, to_float_images
+from policies.mdt.vision import heatmap_loss, random_shift, to_float_images
 
 POLICY_CLASS = "policies.mdt.policy:MDTPolicy"
 FUTURE_PREFIX = "future.images."
@@ -90,11 +90,13 @@ class MDTPolicy(nn.Module):
             if feature not in normalizer.modes:
                 raise MissingStatisticError(f"the normaliser has no mode for {feature!r}; MDT needs it")
         self._state_index = torch.tensor(state_indices(spec, config.state_keys))
-        self._privileged_index = torch.tensor(state_indices(spec, spec.privileged) if spec.privileged else [],
-                                              dtype=torch.long)
+        # The localisation head places the goal's points in the world; GOAL_UV trains the heat maps instead.
+        located = tuple(k for k in spec.privileged if k != GOAL_UV)
+        self._privileged_index = torch.tensor(state_indices(spec, located) if located else [], dtype=torch.long)
+        self._uv_index = self._goal_uv_index(config, spec, self.cameras)
         needs = ("stage='perception'" if config.stage == "perception"
                  else f"localisation_weight={config.localisation_weight}" if config.localisation_weight > 0 else None)
-        if needs and not spec.privileged:
+        if needs and not located:
             raise ValueError(f"{needs} needs privileged state to predict, and embodiment {spec.name!r} has none "
                              f"(its state: {list(spec.state)}); record the data in a simulator that provides it "
                              "(tabletop: goal_points)")
@@ -107,6 +109,22 @@ class MDTPolicy(nn.Module):
         self._low = torch.as_tensor(spec.action.low_array)
         self._high = torch.as_tensor(spec.action.high_array)
         self.reset(None)
+
+    @staticmethod
+    def _goal_uv_index(config: MDTConfig, spec: EmbodimentSpec, cameras: tuple[str, ...]) -> torch.Tensor | None:
+        """(K·GOAL_POINTS·2,) where each of `cameras`' GOAL_UV entries sit in the flat state, with goal_heatmaps."""
+        if not config.goal_heatmaps:
+            return None
+        want = 2 * GOAL_POINTS * len(spec.cameras)
+        if spec.state.get(GOAL_UV) != want:
+            raise ValueError(f"goal_heatmaps=True needs the privileged state {GOAL_UV!r} ({want} values: where the "
+                             f"goal's points fall in each of {spec.camera_names}); embodiment {spec.name!r} has "
+                             f"{dict(spec.state)}. Record the data in a simulator that "
+                             "provides it (tabletop does), or set goal_heatmaps=False")
+        flat = state_indices(spec, (GOAL_UV,))
+        per = 2 * GOAL_POINTS
+        return torch.tensor([i for cam in cameras for i in
+                             flat[spec.camera_names.index(cam) * per:(spec.camera_names.index(cam) + 1) * per]])
 
     # ------------------------------------------------------------------ construction and checkpoints
     @classmethod
@@ -188,6 +206,12 @@ class MDTPolicy(nn.Module):
         rows (R,): the sample of each row (default: one row per sample). Without
         `goal_film` the tokens do not depend on the goal and are computed once per sample.
         """
+        return self._observation_tokens_and_heatmaps(batch, augment, goal, rows)[0]
+
+    def _observation_tokens_and_heatmaps(self, batch: Mapping[str, Any], augment: bool, goal: torch.Tensor,
+                                         rows: torch.Tensor | None = None
+                                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`_observation_tokens`, and {cam: (R, GOAL_POINTS, h2, w2)} heat-map logits with goal_heatmaps."""
         film = self.config.goal_film
         frames = {cam: torch.as_tensor(batch[video_key(cam)]) for cam in self.cameras}
         state = torch.as_tensor(batch[STATE], device=self.device).float()
@@ -196,8 +220,8 @@ class MDTPolicy(nn.Module):
             state = state[rows]
         images = {cam: self._images(f, self.config.image_size, augment) for cam, f in frames.items()}
         state = self.normalizer.normalize(STATE, state)[..., self._state_index.to(self.device)]
-        tokens = self.model.observation_tokens(images, state, goal if film else None)
-        return tokens[rows] if rows is not None and not film else tokens
+        tokens, heat = self.model.observation_tokens_and_heatmaps(images, state, goal if film else None)
+        return (tokens[rows] if rows is not None and not film else tokens), heat
 
     def _language_goals(self, texts: list[str]) -> torch.Tensor:
         """(N,) instructions -> (N, d) goal tokens, from the frozen encoder's sentence vectors or, with
@@ -272,7 +296,7 @@ class MDTPolicy(nn.Module):
             goals.append(self._language_goals([texts[i] for i in labelled]))
         rows_t = torch.tensor(rows, device=self.device)
         goal = torch.cat(goals)  # (I + L, d)
-        obs = self._observation_tokens(batch, augment=True, goal=goal, rows=rows_t)  # (I + L, N-1, d)
+        obs, heat = self._observation_tokens_and_heatmaps(batch, augment=True, goal=goal, rows=rows_t)  # (I+L, N-1, d)
         context = self.model.encode(obs, goal)  # (I + L, N, d)
 
         total = torch.zeros((), device=self.device)
@@ -305,6 +329,10 @@ class MDTPolicy(nn.Module):
             localisation = nn.functional.mse_loss(self.model.localiser(context.mean(dim=1)), target)
             total = total + cfg.localisation_weight * localisation
             metrics["localisation"] = localisation.item()
+        pointing = self._heatmap_loss(heat, batch, rows_t)
+        if pointing is not None:
+            total = total + cfg.localisation_weight * pointing
+            metrics["heatmap"] = pointing.item()
         # CLA pairs the image-goal and language-goal rows of the same demonstrated sample.
         image_row_of = {i: r for r, i in enumerate(image_rows)}
         pairs = [(image_row_of[i], n_image + j) for j, i in enumerate(labelled) if demonstrated[i]]
@@ -322,6 +350,19 @@ class MDTPolicy(nn.Module):
         state = torch.as_tensor(batch[STATE], device=self.device).float()[:, -1]
         return self.normalizer.normalize(STATE, state)[:, self._privileged_index.to(self.device)]
 
+    def _heatmap_loss(self, heat: dict[str, torch.Tensor], batch: Mapping[str, Any],
+                      rows: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Mean over cameras of `vision.heatmap_loss` against each row's current GOAL_UV; None without heat
+        maps or with no goal point in view. rows (R,): the sample of each row of `heat` (default: all)."""
+        if not heat:
+            return None
+        state = torch.as_tensor(batch[STATE], device=self.device).float()[:, -1]
+        uv = state[:, self._uv_index.to(self.device)].view(len(state), len(self.cameras), GOAL_POINTS, 2)
+        if rows is not None:
+            uv = uv[rows]
+        terms = [t for k, cam in enumerate(self.cameras) if (t := heatmap_loss(heat[cam], uv[:, k])) is not None]
+        return torch.stack(terms).mean() if terms else None
+
     def _current_images(self, batch: Mapping[str, Any], augment: bool) -> dict[str, torch.Tensor]:
         """{cam: (B, 3, h, w)} each window's current frame, in [-1, 1] at image_size."""
         return {cam: self._images(torch.as_tensor(batch[video_key(cam)])[:, -1], self.config.image_size, augment)
@@ -333,9 +374,16 @@ class MDTPolicy(nn.Module):
         The task, never a sub-task or language-motion label: "move arm left" names no object to find.
         """
         goal = self._language_goals(list(batch["task"]))
-        loss = nn.functional.mse_loss(self.model(self._current_images(batch, augment=True), goal),
-                                      self._privileged_target(batch))
-        return loss, {"localisation": loss.item(), "loss": loss.item()}
+        placed, heat = self.model.place(self._current_images(batch, augment=True), goal)
+        localisation = nn.functional.mse_loss(placed, self._privileged_target(batch))
+        metrics = {"localisation": localisation.item()}
+        loss = localisation
+        pointing = self._heatmap_loss(heat, batch)
+        if pointing is not None:
+            loss = loss + pointing
+            metrics["heatmap"] = pointing.item()
+        metrics["loss"] = loss.item()
+        return loss, metrics
 
     # ------------------------------------------------------------------ acting
     def predict(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,0 +1,141 @@
+"""MDTConfig.goal_heatmaps: each camera CNN points at what the instruction names.
+
+    embodied train mdt --policy.stage perception --policy.goal-film --policy.goal-heatmaps --policy.random-shift 0
+
+The tabletop env records where the goal's object and its destination fall in
+every camera image (the privileged GOAL_UV). With the option on, two
+goal-conditioned heat maps per camera learn from those dense labels, as
+CLIPort's and Transporter's pick and place maps do, and their expected points
+join the camera token the policy reads.
+"""
+
+import dataclasses
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from embodied.collect import CollectConfig, collect
+from embodied.data import open_dataset
+from embodied.data.synthetic import write_located_dataset
+from embodied.torch_data import WindowDataset, collate
+from embodied.train import TrainConfig, train
+from embodied.train_state import pretrained_dir
+from embodied.types import GOAL_UV, Observation
+from policies.mdt import MDTConfig, MDTPolicy
+from policies.mdt.vision import CameraEncoder, heatmap_loss, heatmap_points
+
+TINY = MDTConfig(cnn_widths=(8, 16, 16), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=2,
+                 image_size=(32, 32), mgf_image_size=(16, 16), mgf_patch=8, mgf_dim=32, cla_dim=16,
+                 goal_film=True, goal_heatmaps=True, random_shift=0, localisation_weight=1.0)
+
+
+def two_squares(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """n 32x32 images in [-1, 1], each with a red and a blue 4x4 square at random places; which one is
+    named (0 red, 1 blue); and the named square's centre in normalised image coordinates (n, 1, 2)."""
+    images = torch.full((n, 3, 32, 32), -0.5)
+    corners = torch.randint(0, 28, (n, 2, 2), generator=generator)  # (image, square, (col, row))
+    for i in range(n):
+        for s, colour in enumerate(([1.0, -1.0, -1.0], [-1.0, -1.0, 1.0])):
+            c, r = corners[i, s].tolist()
+            images[i, :, r:r + 4, c:c + 4] = torch.tensor(colour)[:, None, None]
+    named = torch.randint(0, 2, (n,), generator=generator)
+    centre = corners[torch.arange(n), named].float() + 2.0  # pixels from the corner
+    return images, named, (2 * centre / 32 - 1)[:, None]
+
+
+def test_a_goal_conditioned_heat_map_learns_to_point_at_the_named_square():
+    """Layouts it never saw: the expected point of the heat map lands on the named square, not the other."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    encoder = CameraEncoder((8, 16, 16), 4, 16, cond_dim=16, heatmaps=1)
+    names = nn.Embedding(2, 16)
+    opt = torch.optim.Adam([*encoder.parameters(), *names.parameters()], lr=3e-3)
+
+    def error_px(images, named, uv):
+        return (heatmap_points(encoder.encode(images, names(named))[1]) - uv).norm(dim=-1).squeeze(1) * 16
+
+    test = two_squares(64, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = error_px(*test).mean().item()
+    for _ in range(250):
+        images, named, uv = two_squares(32, g)
+        loss = heatmap_loss(encoder.encode(images, names(named))[1], uv)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = error_px(*test)
+    assert after.median().item() < 1.5 and before > 6  # pixels, on a 32-pixel image
+    assert (after < 4).float().mean().item() > 0.9  # the squares are 4 pixels wide: on the named one
+
+
+def test_heatmap_loss_skips_points_out_of_view():
+    logits = torch.zeros(2, 1, 4, 4, requires_grad=True)
+    assert heatmap_loss(logits, torch.full((2, 1, 2), 2.0)) is None  # behind the camera / outside the image
+    seen = heatmap_loss(logits, torch.tensor([[[0.9, -0.9]], [[2.0, 0.0]]]))  # one in view: top-right cell
+    seen.backward()
+    assert logits.grad[1].abs().sum() == 0 and logits.grad[0, 0, 0, 3] < 0
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """Two real tabletop datasets at 32 px: 2 pick demonstrations and 6 rendered pick scenes."""
+    root = tmp_path_factory.mktemp("heat")
+    demos = CollectConfig(tasks=("tabletop/pick-v0",), episodes_per_task=2, image_size=32, workers=1, seed=0,
+                          out=root / "demos")
+    collect(demos, progress=False)
+    collect(dataclasses.replace(demos, episodes_per_task=6, seed=500, scenes_only=True, out=root / "scenes"),
+            progress=False)
+    return root / "demos", root / "scenes"
+
+
+def batch_of(dataset, policy, n=16):
+    req = policy.data_requirements()
+    windows = WindowDataset([dataset], req["obs_horizon"], req["action_horizon"], cameras=req["cameras"],
+                            future_offset=req["future_offset"])
+    return collate([windows[i] for i in np.linspace(0, len(windows) - 1, n).astype(int)])
+
+
+def test_both_stages_learn_the_heat_maps_from_tabletop_data_and_the_policy_acts(scenes, tmp_path, one_thread):
+    demos, rendered = scenes
+    data = open_dataset(demos)
+    assert GOAL_UV in data.spec.privileged
+    loop = {"batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "log_every": 10, "num_workers": 0, "progress": False,
+            "output_dir": str(tmp_path)}
+    stage = train(TrainConfig(dataset=(str(demos), str(rendered)), policy="mdt", steps=40, save_every=40,
+                              name="perception", **loop), dataclasses.replace(TINY, stage="perception"))
+    perceiving = MDTPolicy.from_pretrained(pretrained_dir(stage))
+    batch = batch_of(data, perceiving)
+    fresh = MDTPolicy.from_dataset_meta(dataclasses.replace(TINY, stage="perception"), data.spec, data.stats)
+    assert perceiving.loss(batch)[1]["heatmap"] < fresh.loss(batch)[1]["heatmap"]
+    assert perceiving.locate(batch).shape == (16, 6)  # the localisation head places goal_points, not GOAL_UV
+
+    acting = train(TrainConfig(dataset=(str(demos),), policy="mdt", steps=4, save_every=4, name="policy", **loop),
+                   dataclasses.replace(TINY, perception_init=str(stage)))
+    policy = MDTPolicy.from_pretrained(pretrained_dir(acting))
+    assert {"heatmap", "localisation", "diffusion"} <= set(policy.loss(batch_of(data, policy))[1])
+    again = MDTPolicy.from_pretrained(pretrained_dir(acting))
+    episode = data.episode(0)
+    obs = Observation(images={c: episode.images[c][0] for c in episode.images},
+                      state={k: v[0] for k, v in episode.state.items() if k not in data.spec.privileged})
+    actions = []
+    for p in (policy, again):
+        torch.manual_seed(0)
+        p.reset(episode.task)
+        actions.append(p.act(obs).value)
+    np.testing.assert_array_equal(*actions)  # a real robot has no GOAL_UV: acting never reads it
+
+
+def test_goal_heatmaps_say_what_they_need(tmp_path):
+    with pytest.raises(ValueError, match="needs goal_film=True"):
+        dataclasses.replace(TINY, goal_film=False)
+    with pytest.raises(ValueError, match="needs random_shift=0"):
+        dataclasses.replace(TINY, random_shift=4)
+    synthetic = open_dataset(write_located_dataset(tmp_path / "d", num_episodes=1))  # goal_points, no goal_uv
+    with pytest.raises(ValueError, match="needs the privileged state 'goal_uv'"):
+        MDTPolicy.from_dataset_meta(TINY, synthetic.spec, synthetic.stats)
