@@ -13,9 +13,12 @@ and it is far less noisy than a success rate on the same seeds. Run on a
 policy's own demonstration seeds and on unseen ones, it tells fitting from
 generalising. For a policy with a localisation head (MDT's
 localisation_weight) it also gives how far from the object that head places
-it, beside always guessing the training data's mean position. Last line:
-JSON with the mean cosine and the share above 0.9 per task (and the
-localisation errors in cm).
+it, beside always guessing the training data's mean position, and for one
+with goal heat maps (goal_heatmaps) the median pixel distance from each
+camera's map point to the object in that image. Last line: JSON with the
+mean cosine and the share above 0.9 per task (and the localisation errors
+in cm, the pointing errors in px). `--no-heading` measures a perception
+stage, which cannot act.
 """
 
 from __future__ import annotations
@@ -97,6 +100,25 @@ def localisation_errors(checkpoint: str, task: str, seeds: Iterable[int]) -> dic
         return out
 
 
+def pointing_errors(checkpoint: str, task: str, seeds: Iterable[int]) -> dict[str, list[float]] | None:
+    """Per camera and seed, in pixels of the policy's image: how far the goal heat map's point lands from
+    where the goal's subject is in that image (the privileged goal_uv), over the seeds where the subject
+    is in view. None for a policy without goal heat maps (MDT's goal_heatmaps)."""
+    with _policy_in_env(checkpoint, task) as (policy, env):
+        if not getattr(policy.config, "goal_heatmaps", False):
+            return None
+        h, w = policy.config.image_size
+        out: dict[str, list[float]] = {cam: [] for cam in policy.cameras}
+        names = policy.spec.camera_names
+        for _, obs, batch in _first_observations(policy, env, task, seeds):
+            truth = obs.state["goal_uv"].reshape(len(names), 2, 2)[:, 0]  # (camera, (u, v)) of the subject
+            for cam, points in policy.point(batch).items():
+                t = truth[names.index(cam)]
+                if np.all(np.abs(t) < 1):
+                    out[cam].append(float(np.hypot(*((points[0, 0].cpu().numpy() - t) * (w / 2, h / 2)))))
+        return out
+
+
 def summary(cosines: list[float], located: dict[str, list[float]] | None = None) -> dict[str, float]:
     """Mean cosine, share heading straight, seeds; with `located` (localisation_errors), the mean
     localisation error and the mean-guess error in cm."""
@@ -114,15 +136,28 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--tasks", nargs="+", default=["tabletop/reach-v0"])
     ap.add_argument("--seed0", type=int, default=10_000, help="first seed (a policy's demos: its collection seeds)")
     ap.add_argument("--seeds", type=int, default=30)
+    ap.add_argument("--no-heading", action="store_true",
+                    help="skip the first chunk (for a checkpoint that does not act: an MDT perception stage)")
     args = ap.parse_args(argv)
     result = {}
     for task in args.tasks:
         seeds = range(args.seed0, args.seed0 + args.seeds)
-        r = result[task] = summary(heading_cosines(args.checkpoint, task, seeds),
-                                   localisation_errors(args.checkpoint, task, seeds))
-        located = (f"   object located within {r['localisation_cm']:.1f} cm (the mean guess: {r['mean_guess_cm']:.1f})"
-                   if "localisation_cm" in r else "")
-        print(f"{task:28s} mean cosine {r['mean_cosine']:5.2f}   straight (> {STRAIGHT}) {r['straight']:4.0%}{located}")
+        located = localisation_errors(args.checkpoint, task, seeds)
+        if args.no_heading:
+            r = result[task] = ({} if located is None else
+                                {"localisation_cm": 100 * float(np.mean(located["error"])),
+                                 "mean_guess_cm": 100 * float(np.mean(located["mean_guess"]))})
+            line = f"{task:28s}"
+        else:
+            r = result[task] = summary(heading_cosines(args.checkpoint, task, seeds), located)
+            line = f"{task:28s} mean cosine {r['mean_cosine']:5.2f}   straight (> {STRAIGHT}) {r['straight']:4.0%}"
+        if "localisation_cm" in r:
+            line += f"   object located within {r['localisation_cm']:.1f} cm (the mean guess: {r['mean_guess_cm']:.1f})"
+        pointed = pointing_errors(args.checkpoint, task, seeds)
+        if pointed:
+            r["pointing_px_median"] = {cam: float(np.median(e)) for cam, e in pointed.items() if e}
+            line += "   heat map off by " + ", ".join(f"{v:.1f} px ({cam})" for cam, v in r["pointing_px_median"].items())
+        print(line)
     print(json.dumps(result))
     return result
 

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     import torch
-    from heading import heading_cosines, localisation_errors, summary  # bench/, the script's own folder
+    from heading import heading_cosines, localisation_errors, pointing_errors, summary  # bench/, its own folder
 
     from embodied.collect import CollectConfig, collect
     from embodied.evaluate import EvalConfig, evaluate
@@ -221,6 +221,10 @@ def main(argv: list[str] | None = None) -> dict:
         perception = {"steps": args.pretrain_steps, "unseen_seeds_per_task": len(seeds),
                       "localisation_cm": {t: 100 * float(np.mean(v["error"])) for t, v in located.items()},
                       "mean_guess_cm": {t: 100 * float(np.mean(v["mean_guess"])) for t, v in located.items()}}
+        pointed = {t: pointing_errors(str(run_dirs["perception"]), t, seeds) for t in tasks}
+        if all(pointed.values()):  # goal_heatmaps: how far each camera's heat map points from the object (px)
+            perception["pointing_px_median"] = {t: {cam: float(np.median(e)) for cam, e in v.items() if e}
+                                                for t, v in pointed.items()}
 
     def rate(name: str, t: str) -> float:
         return infos[name]["tasks"][t]["success_rate"] if name in infos else float("nan")

@@ -187,3 +187,24 @@ def test_localisation_errors_say_where_the_policy_places_the_object(run, tmp_pat
     with pytest.raises(ValueError, match="no localisation head"):
         MDTPolicy.from_dataset_meta(dataclasses.replace(config, localisation_weight=0.0), data.spec,
                                     data.stats).locate({})
+
+
+def test_pointing_errors_say_how_far_the_heat_maps_point_from_the_object(run, tmp_path):
+    """For an MDT with goal heat maps: per camera, the pixel distance from its map's point to the goal's
+    object in that image, over the seeds where the object is in view; None without heat maps."""
+    from embodied.data import open_dataset
+    from policies.mdt import MDTConfig, MDTPolicy
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    try:
+        from heading import pointing_errors
+    finally:
+        sys.path.pop(0)
+    assert pointing_errors(str(run), TASK, range(10_000, 10_002)) is None  # BC has no heat maps
+    data = open_dataset(run.parent / "data")
+    config = MDTConfig(cnn_widths=(8, 8), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1,
+                       image_size=(32, 32), goal_film=True, goal_heatmaps=True, random_shift=0)
+    MDTPolicy.from_dataset_meta(config, data.spec, data.stats).save_pretrained(tmp_path / "mdt")
+    pointed = pointing_errors(str(tmp_path / "mdt"), TASK, range(10_000, 10_003))
+    assert set(pointed) == set(data.spec.camera_names) and len(pointed["front"]) == 3  # the table is in view
+    assert all(0.0 <= e < 32 * 2**0.5 for errors in pointed.values() for e in errors)  # within the 32 px image

@@ -114,11 +114,13 @@ def test_both_stages_learn_the_heat_maps_from_tabletop_data_and_the_policy_acts(
     fresh = MDTPolicy.from_dataset_meta(dataclasses.replace(TINY, stage="perception"), data.spec, data.stats)
     assert perceiving.loss(batch)[1]["heatmap"] < fresh.loss(batch)[1]["heatmap"]
     assert perceiving.locate(batch).shape == (16, 6)  # the localisation head places goal_points, not GOAL_UV
+    assert {cam: p.shape for cam, p in perceiving.point(batch).items()} == {"front": (16, 2, 2), "wrist": (16, 2, 2)}
 
     acting = train(TrainConfig(dataset=(str(demos),), policy="mdt", steps=4, save_every=4, name="policy", **loop),
                    dataclasses.replace(TINY, perception_init=str(stage)))
     policy = MDTPolicy.from_pretrained(pretrained_dir(acting))
     assert {"heatmap", "localisation", "diffusion"} <= set(policy.loss(batch_of(data, policy))[1])
+    assert policy.point(batch)["wrist"].shape == (16, 2, 2)
     again = MDTPolicy.from_pretrained(pretrained_dir(acting))
     episode = data.episode(0)
     obs = Observation(images={c: episode.images[c][0] for c in episode.images},

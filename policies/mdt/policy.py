@@ -44,7 +44,7 @@ from policies.mdt import edm
 from policies.mdt.configuration import MDTConfig
 from policies.mdt.model import GOAL_POINTS, MDTModel
 from policies.mdt.perception import PerceptionModel, load_perception
-from policies.mdt.vision import heatmap_loss, random_shift, to_float_images
+from policies.mdt.vision import heatmap_loss, heatmap_points, random_shift, to_float_images
 
 POLICY_CLASS = "policies.mdt.policy:MDTPolicy"
 FUTURE_PREFIX = "future.images."
@@ -443,6 +443,20 @@ class MDTPolicy(nn.Module):
             full = torch.zeros(len(goal), len(self.normalizer.stats[STATE]["mean"]), device=self.device)
             full[:, index] = placed
             return self.normalizer.unnormalize(STATE, full)[:, index]
+
+    def point(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """{cam: (B, GOAL_POINTS, 2)} where the goal heat maps put the goal's subject and destination in
+        each camera's current image under ``batch["task"]``, in GOAL_UV's normalised coordinates (the
+        image spans [-1, 1]). Needs a policy built with goal_heatmaps."""
+        if not self.config.goal_heatmaps:
+            raise ValueError("this policy has no goal heat maps: build it with goal_heatmaps=True")
+        with self._inference():
+            goal = self._language_goals(list(batch["task"]))
+            if self.config.stage == "perception":
+                heat = self.model.place(self._current_images(batch, augment=False), goal)[1]
+            else:
+                heat = self._observation_tokens_and_heatmaps(batch, augment=False, goal=goal)[1]
+            return {cam: heatmap_points(maps) for cam, maps in heat.items()}
 
     def reset(self, instruction: str | None = None) -> None:
         """Start an episode: clear the action queue and history; `instruction` is the task (or None to take
