@@ -1,5 +1,6 @@
 """Evaluation of a tiny trained policy: eval_info.json, confidence intervals, videos, plot, README table."""
 
+import importlib
 import json
 import math
 import sys
@@ -13,6 +14,15 @@ from embodied.stats_ci import wilson_interval
 from embodied.types import SpecMismatchError
 
 TASK = "tabletop/reach-v0"
+
+
+def bench_module(name: str):
+    """A script of bench/ imported as a module (bench/ is a folder of scripts, not a package)."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +77,7 @@ def test_a_checkpoint_for_another_embodiment_is_refused(run, tmp_path):
 
 
 def test_readme_table_is_generated_from_eval_info(evaluation):
-    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
-    try:
-        import readme_tables
-    finally:
-        sys.path.pop(0)
+    readme_tables = bench_module("readme_tables")
     info, _ = evaluation
     table = readme_tables.eval_table(info)
     rate = info["tasks"][TASK]["success_rate"]
@@ -81,11 +87,7 @@ def test_readme_table_is_generated_from_eval_info(evaluation):
 
 
 def test_readme_blocks_are_filled_when_empty_and_replaced_when_stale(monkeypatch):
-    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
-    try:
-        import readme_tables
-    finally:
-        sys.path.pop(0)
+    readme_tables = bench_module("readme_tables")
     monkeypatch.setattr(readme_tables, "TABLES", {"speed": lambda: "| a |\n| 1 |", "unmeasured": lambda: None})
     text = ("# R\n<!-- BEGIN:speed -->\n<!-- END:speed -->\nmiddle\n<!-- BEGIN:unmeasured -->\nold words\n"
             "<!-- END:unmeasured -->\n")
@@ -110,11 +112,7 @@ def test_wilson_interval_matches_known_values():
 
 
 def test_success_note_says_the_settings_overrides_and_the_fit_on_demo_seeds(tmp_path, monkeypatch):
-    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
-    try:
-        import readme_tables
-    finally:
-        sys.path.pop(0)
+    readme_tables = bench_module("readme_tables")
     monkeypatch.setattr(readme_tables, "RESULTS", tmp_path)
     (tmp_path / "success").mkdir()
     task = {"success_rate": 0.3, "ci95": [0.2, 0.4]}
@@ -148,11 +146,8 @@ def test_success_note_says_the_settings_overrides_and_the_fit_on_demo_seeds(tmp_
 
 def test_heading_gives_one_cosine_per_seed_and_repeats(run):
     """bench/heading.py: where a policy's first chunk goes, against where the goal's object is."""
-    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
-    try:
-        from heading import heading_cosines, summary
-    finally:
-        sys.path.pop(0)
+    heading_cosines = bench_module("heading").heading_cosines
+    summary = bench_module("heading").summary
     cosines = heading_cosines(str(run), TASK, range(10_000, 10_003))
     assert len(cosines) == 3 and all(-1.0 <= c <= 1.0 for c in cosines)
     assert heading_cosines(str(run), TASK, range(10_000, 10_003)) == cosines  # same seeds, same noise
@@ -168,11 +163,8 @@ def test_localisation_errors_say_where_the_policy_places_the_object(run, tmp_pat
     from embodied.data import open_dataset
     from policies.mdt import MDTConfig, MDTPolicy
 
-    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
-    try:
-        from heading import localisation_errors, summary
-    finally:
-        sys.path.pop(0)
+    localisation_errors = bench_module("heading").localisation_errors
+    summary = bench_module("heading").summary
     assert localisation_errors(str(run), TASK, range(10_000, 10_002)) is None  # BC has no localisation head
     data = open_dataset(run.parent / "data")
     config = MDTConfig(cnn_widths=(8, 8), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1,
@@ -195,11 +187,7 @@ def test_pointing_errors_say_how_far_the_heat_maps_point_from_the_object(run, tm
     from embodied.data import open_dataset
     from policies.mdt import MDTConfig, MDTPolicy
 
-    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
-    try:
-        from heading import pointing_errors
-    finally:
-        sys.path.pop(0)
+    pointing_errors = bench_module("heading").pointing_errors
     assert pointing_errors(str(run), TASK, range(10_000, 10_002)) is None  # BC has no heat maps
     data = open_dataset(run.parent / "data")
     config = MDTConfig(cnn_widths=(8, 8), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1,
