@@ -116,8 +116,12 @@ def success() -> str | None:
         + (f"and a perception stage of {perception['steps']} steps that every policy starts from "
            "(`MDTConfig.stage='perception'`, policies/mdt/perception.py; on its own it places the named object within "
            f"{fmean(perception['localisation_cm'].values()):.1f} cm on unseen scenes, against "
-           f"{fmean(perception['mean_guess_cm'].values()):.1f} cm for always guessing the mean) "
-           if perception else "")
+           f"{fmean(perception['mean_guess_cm'].values()):.1f} cm for always guessing the mean"
+           + ("; its goal heat maps point at it within a median of "
+              + " and ".join(f"{fmean(v[cam] for v in pointing.values() if cam in v):.1f} px ({cam})"
+                             for cam in dict.fromkeys(c for v in pointing.values() for c in v))
+              if (pointing := perception.get("pointing_px_median")) else "")
+           + ") " if perception else "")
         + f"and {st['episodes_per_task']} evaluation episodes per task, {st['steps']} steps at batch {st['batch_size']}, "
         f"{st['image_size']}×{st['image_size']} images, "
         + ("MDT-small with " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in st["policy_overrides"].items()) + ", "

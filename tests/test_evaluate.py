@@ -138,6 +138,15 @@ def test_success_note_says_the_settings_overrides_and_the_fit_on_demo_seeds(tmp_
     note = readme_tables.success()
     assert "50 demos and 2000 rendered scenes without demonstrations (for perception only) and 50 evaluation" in note
     assert "within 4.5 cm on its demonstrations' seeds and 15.1 cm on unseen ones (always guessing the mean" in note
+    result["perception"] = {"steps": 100, "localisation_cm": {"tabletop/reach-v0": 5.0},
+                            "mean_guess_cm": {"tabletop/reach-v0": 20.0}}
+    (tmp_path / "success.json").write_text(json.dumps(result))
+    assert "mean) and 50 evaluation" in readme_tables.success() and "heat maps" not in readme_tables.success()
+    result["perception"]["pointing_px_median"] = {"tabletop/reach-v0": {"front": 1.5, "wrist": 2.25}}
+    (tmp_path / "success.json").write_text(json.dumps(result))
+    assert "its goal heat maps point at it within a median of 1.5 px (front) and 2.2 px (wrist)) and 50" in \
+        readme_tables.success()
+    del result["perception"]
     del result["demo_seed_success"], result["settings"]["policy_overrides"], result["heading"]
     (tmp_path / "success.json").write_text(json.dumps(result))
     assert "own demonstrations" not in readme_tables.success() and "with `" not in readme_tables.success()
