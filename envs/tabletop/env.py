@@ -122,6 +122,10 @@ class TabletopEnv(gym.Env):
         )
         self._renderer: CameraRenderer | None = None
         self._render_cams = tuple(dict.fromkeys(config.cameras + (("front",) if render_mode else ())))
+        h, w = config.image_size
+        ids = {cam: mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, cam) for cam in config.cameras}
+        # (camera id, K): K depends only on the model and the image size, so it is made once.
+        self._cameras = {cam: (cid, intrinsics(self.model, cid, h, w).astype(np.float32)) for cam, cid in ids.items()}
 
         n = self.scene.n_arm
         if config.control_mode == "ee_delta":
@@ -219,7 +223,8 @@ class TabletopEnv(gym.Env):
         if override is not None and (not isinstance(override, str) or not override.strip()):
             raise ValueError(f"options['instruction'] must be a non-empty string, got {override!r}")
         self.instruction = override or self.goal.instruction
-        return self._observation(), self._info(self.goal.success(self.world))
+        cameras = self.camera_info()
+        return self._observation(cameras), self._info(self.goal.success(self.world), cameras)
 
     def step(self, action):
         if self.goal is None:
@@ -243,11 +248,13 @@ class TabletopEnv(gym.Env):
         self.steps += 1
         success = bool(self.goal.success(self.world))
         truncated = self.steps >= self.max_episode_steps and not success
-        return self._observation(), float(success), success, truncated, self._info(success)
+        cameras = self.camera_info()
+        return self._observation(cameras), float(success), success, truncated, self._info(success, cameras)
 
     # ------------------------------------------------------------- observation
-    def _observation(self) -> dict[str, Any]:
-        state = self._observation_state()
+    def _observation(self, cameras: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
+        """cameras: this tick's `camera_info()`."""
+        state = self._observation_state(cameras)
         if not self.config.cameras:
             return {"state": state}
         images, depth = {}, {}
@@ -257,29 +264,33 @@ class TabletopEnv(gym.Env):
             depth[cam] = np.minimum(z, DEPTH_MAX)
         return {"images": images, "depth": depth, "state": state}
 
-    def _observation_state(self) -> dict[str, np.ndarray]:
-        """Proprioception and the privileged goal points (float32 vectors), no rendering."""
+    def _observation_state(self, cameras: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """`proprioception()` and the privileged goal points, in the world and in each of `cameras`' images
+        (this tick's `camera_info()`) (float32 vectors), no rendering."""
+        points = goal_points(self.goal, self.world)
+        state = self.proprioception() | {"goal_points": np.clip(points, -2.0, 2.0)}
+        if self.config.cameras:
+            h, w = self.config.image_size
+            state[GOAL_UV] = np.concatenate([
+                image_coordinates(points.reshape(2, 3), c["intrinsics"], c["extrinsics"], h, w).ravel()
+                for c in cameras.values()])
+        return state
+
+    def proprioception(self) -> dict[str, np.ndarray]:
+        """What the arm measures of itself: joint_pos, joint_vel, ee_pos, ee_quat, gripper (float32 vectors)."""
         s, d = self.scene, self.data
         site = s.ee_site_id
         quat = np.empty(4)
         mujoco.mju_mat2Quat(quat, d.site_xmat[site])
         if quat[0] < 0:
             quat = -quat  # one sign per rotation
-        points = goal_points(self.goal, self.world)
-        state = {
+        return {
             "joint_pos": np.clip(d.qpos[s.arm_qpos_adr], self._jr[:, 0], self._jr[:, 1]).astype(np.float32),
             "joint_vel": np.clip(d.qvel[s.arm_dof_adr], -MAX_JOINT_SPEED, MAX_JOINT_SPEED).astype(np.float32),
             "ee_pos": np.clip(d.site_xpos[site], -2.0, 2.0).astype(np.float32),
             "ee_quat": quat.astype(np.float32),
             "gripper": np.array([self.world.gripper_opening()], np.float32),
-            "goal_points": np.clip(points, -2.0, 2.0),
         }
-        if self.config.cameras:
-            h, w = self.config.image_size
-            state[GOAL_UV] = np.concatenate([
-                image_coordinates(points.reshape(2, 3), c["intrinsics"], c["extrinsics"], h, w).ravel()
-                for c in self.camera_info().values()])
-        return state
 
     def _render(self, cam: str, depth: bool):
         if self._renderer is None:
@@ -289,22 +300,15 @@ class TabletopEnv(gym.Env):
 
     def camera_info(self) -> dict[str, dict[str, np.ndarray]]:
         """{camera: {"intrinsics": 3x3 K, "extrinsics": 4x4 T_world_cam (OpenCV axes)}} for the observed cameras."""
-        h, w = self.config.image_size
-        out = {}
-        for cam in self.config.cameras:
-            cid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, cam)
-            out[cam] = {
-                "intrinsics": intrinsics(self.model, cid, h, w).astype(np.float32),
-                "extrinsics": extrinsics(self.data, cid).astype(np.float32),
-            }
-        return out
+        return {cam: {"intrinsics": k.copy(), "extrinsics": extrinsics(self.data, cid).astype(np.float32)}
+                for cam, (cid, k) in self._cameras.items()}
 
-    def _info(self, success: bool) -> dict[str, Any]:
+    def _info(self, success: bool, cameras: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
         subtask = self.goal.subtask(self.world) if self.task.long_horizon else self.instruction
         return {
             "instruction": self.instruction,
             "success": bool(success),
-            "cameras": self.camera_info(),
+            "cameras": cameras,
             "time": self.steps / self.config.control_hz,
             "subtask": subtask,
             "task": self.config.task,

@@ -84,7 +84,7 @@ class SimTwinArm:
 
     def read(self) -> ArmState:
         with self.lock:
-            state = self.env._observation_state()
+            state = self.env.proprioception()
             return ArmState(state["joint_pos"], state["joint_vel"], state["ee_pos"], state["ee_quat"],
                             float(state["gripper"][0]))
 
