@@ -121,10 +121,9 @@ class MDTPolicy(nn.Module):
                              f"goal's points fall in each of {spec.camera_names}); embodiment {spec.name!r} has "
                              f"{dict(spec.state)}. Record the data in a simulator that "
                              "provides it (tabletop does), or set goal_heatmaps=False")
-        flat = state_indices(spec, (GOAL_UV,))
-        per = 2 * GOAL_POINTS
-        return torch.tensor([i for cam in cameras for i in
-                             flat[spec.camera_names.index(cam) * per:(spec.camera_names.index(cam) + 1) * per]])
+        flat, per = state_indices(spec, (GOAL_UV,)), 2 * GOAL_POINTS
+        starts = [spec.camera_names.index(cam) * per for cam in cameras]
+        return torch.tensor([flat[start + j] for start in starts for j in range(per)])
 
     # ------------------------------------------------------------------ construction and checkpoints
     @classmethod
