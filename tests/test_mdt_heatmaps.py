@@ -133,6 +133,16 @@ def test_both_stages_learn_the_heat_maps_from_tabletop_data_and_the_policy_acts(
     np.testing.assert_array_equal(*actions)  # a real robot has no GOAL_UV: acting never reads it
 
 
+def test_a_policy_of_one_camera_learns_from_that_cameras_labels(scenes):
+    """GOAL_UV holds every camera of the spec; a policy reading the wrist camera alone takes the wrist's."""
+    data = open_dataset(scenes[0])
+    wrist = MDTPolicy.from_dataset_meta(dataclasses.replace(TINY, cameras=("wrist",)), data.spec, data.stats)
+    state = data.episode(0).state
+    every = np.concatenate([state[k] for k in data.spec.state], axis=1)  # the flat (T, S) state
+    labels = every[:, wrist._uv_index.numpy()]
+    np.testing.assert_array_equal(labels, state[GOAL_UV][:, 4:8])  # front's four values, then the wrist's
+
+
 def test_goal_heatmaps_say_what_they_need(tmp_path):
     with pytest.raises(ValueError, match="needs goal_film=True"):
         dataclasses.replace(TINY, goal_film=False)
