@@ -1,6 +1,6 @@
 """MDTConfig.goal_heatmaps: each camera CNN points at what the instruction names.
 
-    embodied train mdt --policy.stage perception --policy.goal-film --policy.goal-heatmaps --policy.random-shift 0
+    embodied train mdt --policy.stage perception --policy.goal-film --policy.goal-heatmaps
 
 The tabletop env records where the goal's object and its destination fall in
 every camera image (the privileged GOAL_UV). With the option on, two
@@ -27,11 +27,11 @@ from embodied.train import TrainConfig, train
 from embodied.train_state import pretrained_dir
 from embodied.types import GOAL_UV, Observation
 from policies.mdt import MDTConfig, MDTPolicy
-from policies.mdt.vision import CameraEncoder, heatmap_loss, heatmap_points
+from policies.mdt.vision import CameraEncoder, heatmap_loss, heatmap_points, random_shift
 
 TINY = MDTConfig(cnn_widths=(8, 16, 16), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=2,
                  image_size=(32, 32), mgf_image_size=(16, 16), mgf_patch=8, mgf_dim=32, cla_dim=16,
-                 goal_film=True, goal_heatmaps=True, random_shift=0, localisation_weight=1.0)
+                 goal_film=True, goal_heatmaps=True, localisation_weight=1.0)
 
 
 def two_squares(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -74,6 +74,16 @@ def test_a_goal_conditioned_heat_map_learns_to_point_at_the_named_square():
     assert (after < 4).float().mean().item() > 0.9  # the squares are 4 pixels wide: on the named one
 
 
+def test_a_random_shift_says_how_far_it_moved_each_image_so_labels_can_follow():
+    images = torch.zeros(64, 1, 16, 16)
+    images[:, 0, 7, 5] = 1.0  # one lit pixel at row 7, column 5
+    shifted, moved = random_shift(images, 3, torch.Generator().manual_seed(0))
+    assert moved.abs().max() == 3 and len(set(map(tuple, moved.tolist()))) > 10
+    for image, (right, down) in zip(shifted, moved.long().tolist(), strict=True):
+        assert image[0, 7 + down, 5 + right] == 1.0 and image.sum() == 1.0
+    assert random_shift(images, 0)[1].abs().sum() == 0
+
+
 def test_heatmap_loss_skips_points_out_of_view():
     logits = torch.zeros(2, 1, 4, 4, requires_grad=True)
     assert heatmap_loss(logits, torch.full((2, 1, 2), 2.0)) is None  # behind the camera / outside the image
@@ -108,7 +118,8 @@ def test_both_stages_learn_the_heat_maps_from_tabletop_data_and_the_policy_acts(
     loop = {"batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "log_every": 10, "num_workers": 0, "progress": False,
             "output_dir": str(tmp_path)}
     stage = train(TrainConfig(dataset=(str(demos), str(rendered)), policy="mdt", steps=40, save_every=40,
-                              name="perception", **loop), dataclasses.replace(TINY, stage="perception"))
+                              name="perception", **loop),
+                  dataclasses.replace(TINY, stage="perception", random_shift=2))  # labels move with the shift
     perceiving = MDTPolicy.from_pretrained(pretrained_dir(stage))
     batch = batch_of(data, perceiving)
     fresh = MDTPolicy.from_dataset_meta(dataclasses.replace(TINY, stage="perception"), data.spec, data.stats)
@@ -143,11 +154,31 @@ def test_a_policy_of_one_camera_learns_from_that_cameras_labels(scenes):
     np.testing.assert_array_equal(labels, state[GOAL_UV][:, 4:8])  # front's four values, then the wrist's
 
 
+def test_labels_move_with_the_augmented_image(scenes):
+    """With random_shift, the pixel a shifted label names shows what the unshifted label's pixel showed."""
+    data = open_dataset(scenes[0])
+    policy = MDTPolicy.from_dataset_meta(dataclasses.replace(TINY, random_shift=4), data.spec, data.stats)
+    batch = batch_of(data, policy, n=6)
+    plain = policy._current_images(batch, augment=False)
+    torch.manual_seed(0)
+    shifted = policy._current_images_and_shifts(batch, augment=True)
+    uv = torch.as_tensor(batch["observation.state"])[:, -1][:, policy._uv_index].view(6, 2, 2, 2)[:, :, 0]
+    checked = 0
+    for k, cam in enumerate(policy.cameras):
+        images, moved = shifted[cam]
+        for i in range(6):
+            u, v = uv[i, k].tolist()
+            col, row = int((u + 1) * 16), int((v + 1) * 16)
+            right, down = moved[i].long().tolist()
+            if 4 <= col < 28 and 4 <= row < 28:  # away from the replicated border
+                assert torch.equal(images[i, :, row + down, col + right], plain[cam][i, :, row, col])
+                checked += 1
+    assert checked >= 6
+
+
 def test_goal_heatmaps_say_what_they_need(tmp_path):
     with pytest.raises(ValueError, match="needs goal_film=True"):
         dataclasses.replace(TINY, goal_film=False)
-    with pytest.raises(ValueError, match="needs random_shift=0"):
-        dataclasses.replace(TINY, random_shift=4)
     synthetic = open_dataset(write_located_dataset(tmp_path / "d", num_episodes=1))  # goal_points, no goal_uv
     with pytest.raises(ValueError, match="needs the privileged state 'goal_uv'"):
         MDTPolicy.from_dataset_meta(TINY, synthetic.spec, synthetic.stats)

@@ -99,8 +99,8 @@ class MDTConfig:
     # object and its destination fall in the image (the spec's privileged GOAL_UV): dense, per-cell
     # labels, as CLIPort and Transporter give their pick and place maps, instead of one regression target
     # per scene. In the perception stage at weight 1, in the policy stage at localisation_weight. Needs
-    # goal_film (the maps must depend on what is named) and random_shift=0 (a shifted image moves the
-    # object off its label). Beyond MDT.
+    # goal_film (the maps must depend on what is named); random_shift moves the labels with the image.
+    # Beyond MDT.
     goal_heatmaps: bool = False
 
     # --- perception pretraining ------------------------------------------------------------------
@@ -136,9 +136,6 @@ class MDTConfig:
             problems.append(f"localisation_weight={self.localisation_weight} must be >= 0")
         if self.goal_heatmaps and not self.goal_film:
             problems.append("goal_heatmaps=True needs goal_film=True: the heat maps must depend on what is named")
-        if self.goal_heatmaps and self.random_shift:
-            problems.append(f"goal_heatmaps=True needs random_shift=0 (got {self.random_shift}): a shifted image "
-                            "moves the named object off the pixel it is labelled at")
         if self.stage not in STAGES:
             problems.append(f"stage={self.stage!r} must be one of {STAGES}")
         if self.action_norm not in ("min_max", "bounds_q99"):

@@ -192,11 +192,15 @@ class MDTPolicy(nn.Module):
     # ------------------------------------------------------------------ preprocessing
     def _images(self, frames: torch.Tensor, size: tuple[int, int], augment: bool) -> torch.Tensor:
         """(..., H, W, 3) uint8 -> (..., 3, h, w) float in [-1, 1] at `size`."""
+        return self._images_and_shifts(frames, size, augment)[0]
+
+    def _images_and_shifts(self, frames: torch.Tensor, size: tuple[int, int], augment: bool
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_images`, and (..., 2) how far `augment`'s random shift moved each image's content (pixels at `size`)."""
         lead = frames.shape[:-3]
         x = to_float_images(frames.to(self.device).reshape(-1, *frames.shape[-3:]), size)
-        if augment:
-            x = random_shift(x, self.config.random_shift)
-        return x.view(*lead, *x.shape[1:])
+        x, shift = random_shift(x, self.config.random_shift if augment else 0)
+        return x.view(*lead, *x.shape[1:]), shift.view(*lead, 2)
 
     def _observation_tokens(self, batch: Mapping[str, Any], augment: bool, goal: torch.Tensor,
                             rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -210,16 +214,19 @@ class MDTPolicy(nn.Module):
     def _observation_tokens_and_heatmaps(self, batch: Mapping[str, Any], augment: bool, goal: torch.Tensor,
                                          rows: torch.Tensor | None = None
                                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """`_observation_tokens`, and {cam: (R, GOAL_POINTS, h2, w2)} heat-map logits with goal_heatmaps."""
+        """`_observation_tokens`, and with goal_heatmaps {cam: ((R, GOAL_POINTS, h2, w2) heat-map logits,
+        (R, 2) how far augmentation shifted the current frame, pixels)}."""
         film = self.config.goal_film
         frames = {cam: torch.as_tensor(batch[video_key(cam)]) for cam in self.cameras}
         state = torch.as_tensor(batch[STATE], device=self.device).float()
         if film and rows is not None:  # the CNNs see a sample once per goal
             frames = {cam: f[rows.to(f.device)] for cam, f in frames.items()}
             state = state[rows]
-        images = {cam: self._images(f, self.config.image_size, augment) for cam, f in frames.items()}
+        shifted = {cam: self._images_and_shifts(f, self.config.image_size, augment) for cam, f in frames.items()}
         state = self.normalizer.normalize(STATE, state)[..., self._state_index.to(self.device)]
-        tokens, heat = self.model.observation_tokens_and_heatmaps(images, state, goal if film else None)
+        tokens, heat = self.model.observation_tokens_and_heatmaps({cam: x for cam, (x, _) in shifted.items()}, state,
+                                                                  goal if film else None)
+        heat = {cam: (maps, shifted[cam][1][:, -1]) for cam, maps in heat.items()}
         return (tokens[rows] if rows is not None and not film else tokens), heat
 
     def _language_goals(self, texts: list[str]) -> torch.Tensor:
@@ -349,23 +356,39 @@ class MDTPolicy(nn.Module):
         state = torch.as_tensor(batch[STATE], device=self.device).float()[:, -1]
         return self.normalizer.normalize(STATE, state)[:, self._privileged_index.to(self.device)]
 
-    def _heatmap_loss(self, heat: dict[str, torch.Tensor], batch: Mapping[str, Any],
+    def _heatmap_loss(self, heat: dict[str, tuple[torch.Tensor, torch.Tensor]], batch: Mapping[str, Any],
                       rows: torch.Tensor | None = None) -> torch.Tensor | None:
-        """Mean over cameras of `vision.heatmap_loss` against each row's current GOAL_UV; None without heat
-        maps or with no goal point in view. rows (R,): the sample of each row of `heat` (default: all)."""
+        """Mean over cameras of `vision.heatmap_loss` against each row's current GOAL_UV, moved with the
+        image's augmentation shift; None without heat maps or with no goal point in view.
+
+        heat: {cam: (logits (R, GOAL_POINTS, h2, w2), shift (R, 2) pixels)}; rows (R,): the sample of each
+        row (default: all).
+        """
         if not heat:
             return None
         state = torch.as_tensor(batch[STATE], device=self.device).float()[:, -1]
         uv = state[:, self._uv_index.to(self.device)].view(len(state), len(self.cameras), GOAL_POINTS, 2)
         if rows is not None:
             uv = uv[rows]
-        terms = [t for k, cam in enumerate(self.cameras) if (t := heatmap_loss(heat[cam], uv[:, k])) is not None]
+        h, w = self.config.image_size
+        terms = []
+        for k, cam in enumerate(self.cameras):
+            logits, shift = heat[cam]
+            seen = (uv[:, k].abs() < 1).all(-1, keepdim=True)  # a point out of view stays out, shifted or not
+            moved = torch.where(seen, uv[:, k] + (shift * shift.new_tensor([2 / w, 2 / h]))[:, None], uv[:, k])
+            if (t := heatmap_loss(logits, moved)) is not None:
+                terms.append(t)
         return torch.stack(terms).mean() if terms else None
 
     def _current_images(self, batch: Mapping[str, Any], augment: bool) -> dict[str, torch.Tensor]:
         """{cam: (B, 3, h, w)} each window's current frame, in [-1, 1] at image_size."""
-        return {cam: self._images(torch.as_tensor(batch[video_key(cam)])[:, -1], self.config.image_size, augment)
-                for cam in self.cameras}
+        return {cam: x for cam, (x, _) in self._current_images_and_shifts(batch, augment).items()}
+
+    def _current_images_and_shifts(self, batch: Mapping[str, Any], augment: bool
+                                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """{cam: (current frames as `_current_images`, (B, 2) their augmentation shift in pixels)}."""
+        return {cam: self._images_and_shifts(torch.as_tensor(batch[video_key(cam)])[:, -1], self.config.image_size,
+                                             augment) for cam in self.cameras}
 
     def _perception_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """stage='perception': MSE of the privileged state placed under each sample's task instruction.
@@ -373,7 +396,9 @@ class MDTPolicy(nn.Module):
         The task, never a sub-task or language-motion label: "move arm left" names no object to find.
         """
         goal = self._language_goals(list(batch["task"]))
-        placed, heat = self.model.place(self._current_images(batch, augment=True), goal)
+        current = self._current_images_and_shifts(batch, augment=True)
+        placed, heat = self.model.place({cam: x for cam, (x, _) in current.items()}, goal)
+        heat = {cam: (maps, current[cam][1]) for cam, maps in heat.items()}
         localisation = nn.functional.mse_loss(placed, self._privileged_target(batch))
         metrics = {"localisation": localisation.item()}
         loss = localisation
@@ -454,7 +479,8 @@ class MDTPolicy(nn.Module):
             if self.config.stage == "perception":
                 heat = self.model.place(self._current_images(batch, augment=False), goal)[1]
             else:
-                heat = self._observation_tokens_and_heatmaps(batch, augment=False, goal=goal)[1]
+                heat = {cam: maps for cam, (maps, _) in
+                        self._observation_tokens_and_heatmaps(batch, augment=False, goal=goal)[1].items()}
             return {cam: heatmap_points(maps) for cam, maps in heat.items()}
 
     def reset(self, instruction: str | None = None) -> None:

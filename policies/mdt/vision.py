@@ -29,18 +29,24 @@ def to_float_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return x
 
 
-def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Shift each image of (N, C, h, w) by up to `pad` pixels (edge-replicated), a DrQ-style augmentation."""
-    if pad <= 0:
-        return x
+def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shift each image of (N, C, h, w) by up to `pad` pixels (edge-replicated), a DrQ-style augmentation.
+
+    Returns the shifted images and (N, 2) how far each image's content moved, (right, down) in pixels,
+    so that labels placed in the image (GOAL_UV) can move with it.
+    """
     n, _, h, w = x.shape
+    if pad <= 0:
+        return x, torch.zeros(n, 2, device=x.device)
     padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
     rows = (dy[:, None] + torch.arange(h)[None]).to(x.device)  # (N, h)
     cols = (dx[:, None] + torch.arange(w)[None]).to(x.device)  # (N, w)
     idx_n = torch.arange(n, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    shifted = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    return shifted, torch.stack([pad - dx, pad - dy], dim=1).float().to(x.device)  # output (r, c) = input (r+dy-pad, c+dx-pad)
 
 
 class _Stage(nn.Module):
