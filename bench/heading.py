@@ -104,6 +104,8 @@ def pointing_errors(checkpoint: str, task: str, seeds: Iterable[int]) -> dict[st
     """Per camera and seed, in pixels of the policy's image: how far the goal heat map's point lands from
     where the goal's subject is in that image (the privileged goal_uv), over the seeds where the subject
     is in view. None for a policy without goal heat maps (MDT's goal_heatmaps)."""
+    from embodied.types import GOAL_UV
+
     with _policy_in_env(checkpoint, task) as (policy, env):
         if not getattr(policy.config, "goal_heatmaps", False):
             return None
@@ -111,7 +113,7 @@ def pointing_errors(checkpoint: str, task: str, seeds: Iterable[int]) -> dict[st
         out: dict[str, list[float]] = {cam: [] for cam in policy.cameras}
         names = policy.spec.camera_names
         for _, obs, batch in _first_observations(policy, env, task, seeds):
-            truth = obs.state["goal_uv"].reshape(len(names), 2, 2)[:, 0]  # (camera, (u, v)) of the subject
+            truth = obs.state[GOAL_UV].reshape(len(names), 2, 2)[:, 0]  # (camera, (u, v)) of the subject
             for cam, points in policy.point(batch).items():
                 t = truth[names.index(cam)]
                 if np.all(np.abs(t) < 1):

@@ -64,11 +64,10 @@ class _Stage(nn.Module):
 
 def soft_argmax(f: torch.Tensor) -> torch.Tensor:
     """(N, C, h, w) feature maps -> (N, 2C): each channel's expected (column, row) in [-1, 1] under its softmax."""
-    n, c, h, w = f.shape
-    attn = f.flatten(2).softmax(-1).view(n, c, h, w)
-    ys = torch.linspace(-1, 1, h, device=f.device, dtype=f.dtype)
+    h, w = f.shape[2:]
     xs = torch.linspace(-1, 1, w, device=f.device, dtype=f.dtype)
-    return torch.cat([(attn.sum(2) * xs).sum(-1), (attn.sum(3) * ys).sum(-1)], dim=-1)
+    ys = torch.linspace(-1, 1, h, device=f.device, dtype=f.dtype)
+    return torch.cat(_expected_coordinates(f, xs, ys), dim=-1)
 
 
 def cell_centres(n: int, device=None, dtype=None) -> torch.Tensor:
@@ -76,12 +75,19 @@ def cell_centres(n: int, device=None, dtype=None) -> torch.Tensor:
     return (2 * torch.arange(n, device=device, dtype=dtype) + 1) / n - 1
 
 
+def _expected_coordinates(f: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C, h, w) maps, (w,) column and (h,) row coordinates -> each channel's expected (x, y) under
+    its softmax over cells, two (N, C) tensors."""
+    n, c, h, w = f.shape
+    p = f.flatten(2).softmax(-1).view(n, c, h, w)
+    return (p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1)
+
+
 def heatmap_points(logits: torch.Tensor) -> torch.Tensor:
     """(N, M, h, w) heat-map logits -> (N, M, 2): each map's expected (u, v) in normalised image coordinates."""
-    n, m, h, w = logits.shape
-    p = logits.flatten(2).softmax(-1).view(n, m, h, w)
-    u = (p.sum(2) * cell_centres(w, logits.device, logits.dtype)).sum(-1)
-    v = (p.sum(3) * cell_centres(h, logits.device, logits.dtype)).sum(-1)
+    h, w = logits.shape[2:]
+    u, v = _expected_coordinates(logits, cell_centres(w, logits.device, logits.dtype),
+                                 cell_centres(h, logits.device, logits.dtype))
     return torch.stack([u, v], dim=-1)
 
 
