@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     from embodied.collect import CollectConfig, collect
     from embodied.evaluate import EvalConfig, evaluate
     from embodied.train import TrainConfig, config_overrides, load_policy_class, train_to
+    from policies.mdt.configuration import PERCEPTION_TRAINING_FIELDS
 
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the training loop takes the GPU when there is one
 
@@ -162,11 +163,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.scratch and not args.pretrain_steps:
         ap.error("--scratch compares against the perception stage: give --pretrain-steps too")
 
-    def run_dir_of(name: str, *more: str) -> Path:
+    def run_dir_of(name: str, *more: str, overrides: list[str] = args.policy) -> Path:
         # Named by batch size, the one setting here a run cannot resume across; more --steps resumes it.
         return (args.work / "runs" / "_".join([f"{name}_b{args.batch_size}",
                                                *([f"scenes{args.scenes}x{args.scene_frames}"] if args.scenes else []),
-                                               *more, *args.policy]).replace("/", "-"))
+                                               *more, *overrides]).replace("/", "-"))
 
     def train_run(run_dir: Path, steps: int, policy_cfg, share: float | None) -> float:
         return train_to(TrainConfig(dataset=datasets, policy="mdt", steps=steps, batch_size=args.batch_size,
@@ -177,7 +178,9 @@ def main(argv: list[str] | None = None) -> dict:
     variants = {"full": base}
     if args.pretrain_steps:
         # Perception reads every frame alike (no demonstrations needed): no scene share.
-        pre_dir = run_dirs["perception"] = run_dir_of("perception")
+        # Named by the settings it reads only, so that policies differing in the rest share one perception stage.
+        reads = [p for p in args.policy if p.split("=")[0].replace("-", "_") in PERCEPTION_TRAINING_FIELDS]
+        pre_dir = run_dirs["perception"] = run_dir_of("perception", overrides=reads)
         minutes["perception"] = train_run(pre_dir, args.pretrain_steps, dataclasses.replace(base, stage="perception"),
                                           None)
         variants = {"full": dataclasses.replace(base, perception_init=str(pre_dir))}

@@ -27,6 +27,7 @@ from embodied.train import TrainConfig, train
 from embodied.train_state import pretrained_dir
 from embodied.types import GOAL_UV, Observation
 from policies.mdt import MDTConfig, MDTPolicy
+from policies.mdt.model import PointTokens
 from policies.mdt.vision import CameraEncoder, heatmap_loss, heatmap_points, random_shift
 
 TINY = MDTConfig(cnn_widths=(8, 16, 16), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=2,
@@ -127,10 +128,15 @@ def test_both_stages_learn_the_heat_maps_from_tabletop_data_and_the_policy_acts(
     assert perceiving.locate(batch).shape == (16, 6)  # the localisation head places goal_points, not GOAL_UV
     assert {cam: p.shape for cam, p in perceiving.point(batch).items()} == {"front": (16, 2, 2), "wrist": (16, 2, 2)}
 
+    # point_tokens is the policy's own: a perception stage without it starts a policy with it.
     acting = train(TrainConfig(dataset=(str(demos),), policy="mdt", steps=4, save_every=4, name="policy", **loop),
-                   dataclasses.replace(TINY, perception_init=str(stage)))
+                   dataclasses.replace(TINY, perception_init=str(stage), point_tokens=True))
     policy = MDTPolicy.from_pretrained(pretrained_dir(acting))
-    assert {"heatmap", "localisation", "diffusion"} <= set(policy.loss(batch_of(data, policy))[1])
+    assert policy.model.n_tokens == 1 + 2 * (1 + 2) + 1  # goal; per camera its token and 2 point tokens; state
+    loss, terms = policy.loss(batch_of(data, policy))
+    assert {"heatmap", "localisation", "diffusion"} <= set(terms)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.model.point_tokens.parameters())
     assert policy.point(batch)["wrist"].shape == (16, 2, 2)
     again = MDTPolicy.from_pretrained(pretrained_dir(acting))
     episode = data.episode(0)
@@ -176,9 +182,32 @@ def test_labels_move_with_the_augmented_image(scenes):
     assert checked >= 6
 
 
+def test_a_point_token_says_where_its_map_points_and_how_sure_it_is():
+    """PointTokens: maps peaked at each of 16x16 cells give 256 distinct tokens (neighbours as far apart
+    as distant cells, thanks to the Fourier features); a flat map (the object out of view) reads as unsure."""
+    torch.manual_seed(0)
+    tokens = PointTokens(points=2, d=32)
+    rows, cols = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    logits = torch.full((256, 2, 16, 16), -4.0)
+    logits[torch.arange(256), :, rows.flatten(), cols.flatten()] = 6.0
+    with torch.no_grad():
+        out = tokens(logits)[:, 0]  # (256, 32): the subject's token for a peak at each cell
+    distance = torch.cdist(out, out) + torch.eye(256) * 1e9
+    neighbours = (out.view(16, 16, 32)[:, 1:] - out.view(16, 16, 32)[:, :-1]).norm(dim=-1)  # one column apart
+    assert distance.min() > 0.05 * distance[distance < 1e9].mean()
+    assert neighbours.mean() > 0.5 * distance[distance < 1e9].mean()
+    flat = torch.zeros(1, 2, 16, 16)
+    peak = lambda m: m.flatten(2).softmax(-1).amax(-1)  # what PointTokens reads as certainty
+    assert (peak(flat) < peak(logits[:1]) / 10).all()
+    with torch.no_grad():
+        assert not torch.allclose(tokens(flat)[0, 0], tokens(flat)[0, 1])  # which point it is, even when unsure
+
+
 def test_goal_heatmaps_say_what_they_need(tmp_path):
     with pytest.raises(ValueError, match="needs goal_film=True"):
         dataclasses.replace(TINY, goal_film=False)
+    with pytest.raises(ValueError, match="point_tokens=True needs goal_heatmaps=True"):
+        dataclasses.replace(TINY, goal_heatmaps=False, point_tokens=True)
     synthetic = open_dataset(write_located_dataset(tmp_path / "d", num_episodes=1))  # goal_points, no goal_uv
     with pytest.raises(ValueError, match="needs the privileged state 'goal_uv'"):
         MDTPolicy.from_dataset_meta(TINY, synthetic.spec, synthetic.stats)

@@ -19,6 +19,8 @@ STAGES = ("policy", "perception")
 # The fields that shape or train the parts perception_init copies: they must agree between the two configs.
 PERCEPTION_FIELDS = ("cnn_widths", "cnn_groups", "keypoint_stages", "spatial_tokens", "d_model", "goal_film",
                      "image_size", "language_encoder", "language_dim", "language_tokens", "goal_heatmaps")
+# Every field a perception stage's training reads: two perception runs that agree on these learn the same thing.
+PERCEPTION_TRAINING_FIELDS = (*PERCEPTION_FIELDS, "cameras", "random_shift")
 
 
 @dataclasses.dataclass
@@ -102,6 +104,11 @@ class MDTConfig:
     # goal_film (the maps must depend on what is named); random_shift moves the labels with the image.
     # Beyond MDT.
     goal_heatmaps: bool = False
+    # With goal_heatmaps, each camera's heat-map points also enter the encoder as tokens of their own, one
+    # per camera and point (model.PointTokens: Fourier features of (u, v) and the map's peak probability),
+    # instead of only mixed into the camera token by its projection: where the named object is, in pixels,
+    # reaches the action decoder's attention directly. A policy-stage field (perception_init ignores it).
+    point_tokens: bool = False
 
     # --- perception pretraining ------------------------------------------------------------------
     # "policy" learns actions. "perception" trains only the camera CNNs and the language-goal MLP, with a
@@ -136,6 +143,8 @@ class MDTConfig:
             problems.append(f"localisation_weight={self.localisation_weight} must be >= 0")
         if self.goal_heatmaps and not self.goal_film:
             problems.append("goal_heatmaps=True needs goal_film=True: the heat maps must depend on what is named")
+        if self.point_tokens and not self.goal_heatmaps:
+            problems.append("point_tokens=True needs goal_heatmaps=True: the tokens are the heat maps' points")
         if self.stage not in STAGES:
             problems.append(f"stage={self.stage!r} must be one of {STAGES}")
         if self.action_norm not in ("min_max", "bounds_q99"):

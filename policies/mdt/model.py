@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from embodied.language import MAX_TOKENS
 from policies.mdt.configuration import MDTConfig
-from policies.mdt.vision import CameraEncoder, feature_map_size
+from policies.mdt.vision import CameraEncoder, feature_map_size, heatmap_points
 
 # ---------------------------------------------------------------------------------- attention
 
@@ -236,6 +236,29 @@ def build_camera_encoders(cfg: MDTConfig, cameras: tuple[str, ...]) -> nn.Module
                                            cells, GOAL_POINTS if cfg.goal_heatmaps else 0) for c in cameras})
 
 
+class PointTokens(nn.Module):
+    """One camera's goal heat maps -> one token per map: where it points and how sure it is.
+
+    (N, M, h, w) logits -> (N, M, d). Each token reads the map's expected point (u, v) in [-1, 1]
+    through Fourier features (octaves 1..2^(bands-1), so that a pixel's difference is visible to a
+    linear layer) and its peak probability (low when the object is out of view and the map is flat),
+    plus a learned embedding of which point it is (the goal's subject or its destination).
+    """
+
+    def __init__(self, points: int, d: int, bands: int = 6):
+        super().__init__()
+        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(bands), persistent=False)
+        width = 2 + 4 * bands + 1
+        self.mlp = nn.Sequential(nn.Linear(width, d), nn.GELU(), nn.Linear(d, d))
+        self.which = nn.Parameter(torch.randn(points, d) * 0.02)
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        uv = heatmap_points(logits)  # (N, M, 2)
+        peak = logits.flatten(2).softmax(-1).amax(-1, keepdim=True)  # (N, M, 1)
+        angles = (uv[..., None] * self.freqs).flatten(-2)  # (N, M, 2·bands)
+        return self.mlp(torch.cat([uv, angles.sin(), angles.cos(), peak], dim=-1)) + self.which
+
+
 class LanguageTokenGoal(nn.Module):
     """(B, L, language_dim) frozen token states + (B, L) bool mask (True = real token) -> (B, d) goal token.
 
@@ -292,7 +315,9 @@ class MDTModel(nn.Module):
         d = cfg.d_model
         cells = feature_map_size(cfg.image_size, len(cfg.cnn_widths)) if cfg.spatial_tokens else None
         self.camera_encoders = build_camera_encoders(cfg, cameras)
-        per_camera = 1 + (cells[0] * cells[1] if cells else 0)
+        self.point_tokens = (nn.ModuleDict({c: PointTokens(GOAL_POINTS, d) for c in cameras})
+                             if cfg.point_tokens else None)
+        per_camera = 1 + (cells[0] * cells[1] if cells else 0) + (GOAL_POINTS if cfg.point_tokens else 0)
         self.goal_image_encoder = CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d)
         self.image_goal_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.language_goal_mlp = build_language_goal(cfg)  # named for the MLP it was first (checkpoints)
@@ -336,7 +361,8 @@ class MDTModel(nn.Module):
     def observation_tokens(self, images: dict[str, torch.Tensor], state: torch.Tensor | None,
                            goal: torch.Tensor | None = None) -> torch.Tensor:
         """images {cam: (B, To, 3, h, w)} in [-1, 1]; state (B, To, S) normalised -> (B, N - 1, d)
-        (N - 1 = To·(K+1), or To·(K(1 + h'w') + 1) with spatial_tokens)
+        (N - 1 = To·(K+1), or To·(K(1 + h'w') + 1) with spatial_tokens; point_tokens adds GOAL_POINTS
+        per camera and frame, after that camera's tokens)
 
         goal (B, d): the goal tokens the camera CNNs are FiLM-conditioned on; required
         with `goal_film`, and must be None without it.
@@ -354,6 +380,8 @@ class MDTModel(nn.Module):
             cond = None if goal is None else goal.repeat_interleave(x.shape[1], dim=0)  # one per frame
             tokens, maps = self.camera_encoders[cam].encode(x.flatten(0, 1), cond)  # (B·To, d) or (B·To, 1+cells, d)
             per_frame.append(tokens.reshape(x.shape[0], x.shape[1], -1, tokens.shape[-1]))
+            if self.point_tokens is not None:
+                per_frame.append(self.point_tokens[cam](maps).view(x.shape[0], x.shape[1], GOAL_POINTS, -1))
             if maps is not None:
                 heat[cam] = maps.view(x.shape[0], x.shape[1], *maps.shape[1:])[:, -1]
         if self.state_in is not None:
