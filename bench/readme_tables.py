@@ -126,6 +126,7 @@ def success() -> str | None:
         f"{st['image_size']}×{st['image_size']} images, "
         + ("MDT-small with " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in st["policy_overrides"].items()) + ", "
            if st.get("policy_overrides") else "")
+        + (f"replanning every {st['execute_steps']} actions in evaluation, " if st.get("execute_steps") else "")
         + "trained on "
         + (f"{st['cpu_count']} CPU cores" if st.get("device", "cpu") == "cpu" else st["device"]) + " in "
         + ", ".join(f"{k} {v:.0f} min" for k, v in d["train_minutes"].items()) + "."

@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--families", default=",".join(SINGLE_STEP))
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench_success")
     ap.add_argument("--num-envs", type=int, default=2)
+    ap.add_argument("--execute-steps", type=int, default=None,
+                    help="actions of each chunk executed before replanning in evaluation (default: the policy's)")
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--demo-seed-episodes", type=int, default=10,
                     help="also evaluate the full model on this many of its own demonstrations' seeds per task: "
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
         out = args.results / ("success" if name == "full" else f"success_{name}")
         infos[name] = evaluate(EvalConfig(checkpoint=str(run_dir), tasks=tasks, episodes=args.episodes,
                                           num_envs=args.num_envs, seed0=EVAL_SEED0, out=str(out), videos=1,
-                                          device=device))
+                                          device=device, execute_steps=args.execute_steps))
     floor = {t: random_policy_success(t, args.episodes) for t in tasks}
     seen = None
     # Seed s of a demo-seed run is that demo's scene and goal only when each scene had one goal.
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
         rates = {t: evaluate(EvalConfig(checkpoint=str(run_dirs["full"]), tasks=(t,), episodes=n,
                                         num_envs=args.num_envs, seed0=ccfg.task_seeds(k).start,
                                         out=str(args.work / "eval_demo_seeds" / t.replace("/", "_")), videos=0,
-                                        device=device))["tasks"][t]["success_rate"]
+                                        device=device, execute_steps=args.execute_steps))["tasks"][t]["success_rate"]
                  for k, t in enumerate(tasks)}
         seen = {"episodes_per_task": n, "mean_success": float(np.mean(list(rates.values()))), "tasks": rates}
     heading = None
@@ -256,6 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "rendered_scenes_per_task": args.scenes, "frames_per_scene": args.scene_frames,
                      "scene_share": args.scene_share, "pretrain_steps": args.pretrain_steps,
                      "episodes_per_task": args.episodes, "steps": args.steps,
+                     "execute_steps": args.execute_steps,
                      "batch_size": args.batch_size, "image_size": args.image_size, "tasks": list(tasks),
                      "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
                      "cpu_count": os.cpu_count()},

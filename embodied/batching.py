@@ -126,4 +126,7 @@ class BatchedPolicy:
             raise ValueError(f"{type(self.policy).__name__}.predict returned shape {chunks.shape}; expected "
                              f"(B={len(observations)}, Ta, D)")
         n = self.execute_steps or chunks.shape[1]
+        if n > chunks.shape[1]:
+            raise ValueError(f"execute_steps={n} is more than the {chunks.shape[1]} actions {type(self.policy).__name__} "
+                             "predicts per chunk; give at most that many")
         return [Action(c[:n], self.spec.action) for c in chunks]

@@ -45,6 +45,10 @@ class EvalConfig:
     that many failures, the first to finish). image_size (h, w) and cameras:
     env options (None: what the checkpoint was trained on). env_kwargs: any
     other env options. device: where the policy runs ("cpu", "cuda").
+    execute_steps: actions of each predicted chunk executed before the
+    policy replans (None: what its config says, e.g. MDT's execute_steps):
+    replanning more often trades speed for closed-loop precision, with no
+    retraining.
     """
 
     checkpoint: str = ""
@@ -59,6 +63,7 @@ class EvalConfig:
     cameras: tuple[str, ...] | None = None
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     device: str = "cpu"
+    execute_steps: int | None = None
     progress: bool = True
 
     def check(self) -> None:
@@ -69,6 +74,8 @@ class EvalConfig:
                              f"{self.num_envs}, {self.videos}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None (the env's limit), got {self.max_steps}")
+        if self.execute_steps is not None and self.execute_steps < 1:
+            raise ValueError(f"execute_steps must be >= 1 or None (the policy's own), got {self.execute_steps}")
 
 
 # ----------------------------------------------------------------------------- videos
@@ -155,15 +162,25 @@ def env_options(cfg: EvalConfig, trained: EmbodimentSpec) -> dict[str, Any]:
     return opts | dict(cfg.env_kwargs)
 
 
-def prepare_policy(policy: Any, num_envs: int) -> Any:
-    """The policy as the runner should drive it: with act_batch for several envs when it can be batched."""
+def prepare_policy(policy: Any, num_envs: int, execute_steps: int | None = None) -> Any:
+    """The policy as the runner should drive it: with act_batch for several envs when it can be batched.
+
+    execute_steps: actions of each chunk to execute before replanning (None: the policy's own setting);
+    only a policy driven through `BatchedPolicy` can be given another.
+    """
+    batchable = hasattr(policy, "predict") and hasattr(policy, "data_requirements")
+    batched = (not hasattr(policy, "act_batch") and batchable
+               and int(policy.data_requirements().get("obs_horizon", 1)) == 1)
+    if execute_steps is not None and not batched:
+        raise ValueError(f"execute_steps={execute_steps}: {type(policy).__name__} chooses its own replanning here "
+                         "(it has its own act_batch, or no predict(), or looks at more than one frame); "
+                         "leave execute_steps unset or change it in the policy's config")
     if hasattr(policy, "act_batch"):
         return policy
-    batchable = hasattr(policy, "predict") and hasattr(policy, "data_requirements")
-    if batchable and int(policy.data_requirements().get("obs_horizon", 1)) == 1:
+    if batched:
         from embodied.batching import BatchedPolicy
 
-        return BatchedPolicy(policy)
+        return BatchedPolicy(policy, execute_steps)
     if num_envs > 1:
         raise ValueError(f"{type(policy).__name__} cannot act for several envs at once (it has no act_batch, or it "
                          "needs more than one frame of history): evaluate it with num_envs=1")
@@ -204,7 +221,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                     policy = load_policy(folder, expect_spec=envs.spec)
                     if hasattr(policy, "to"):
                         policy = policy.to(cfg.device).eval()
-                    driven = prepare_policy(policy, num_envs)
+                    driven = prepare_policy(policy, num_envs, cfg.execute_steps)
                 quota = _VideoQuota(cfg.videos)
                 recorders = [_VideoRecorder(quota) for _ in range(num_envs)]
                 runner = Runner(envs, driven, recorder=recorders,

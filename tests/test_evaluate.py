@@ -68,6 +68,31 @@ def test_videos_are_named_by_outcome_and_decode(evaluation):
         assert len(frames) == task["steps"][task["seeds"].index(seed)]
 
 
+def test_execute_steps_says_how_many_actions_of_each_chunk_run_before_replanning(run, tmp_path):
+    """The BC policy predicts 4 actions per chunk and executes all 4; evaluation may replan sooner."""
+    from embodied import registry
+    from embodied.checkpoint import load_policy
+    from embodied.evaluate import prepare_policy
+    from embodied.sim import GymEmbodiment
+    from embodied.train_state import pretrained_dir
+
+    embodiment = GymEmbodiment(registry.make(TASK, image_size=(32, 32)))
+    try:
+        obs = embodiment.reset(seed=0)
+        policy = load_policy(pretrained_dir(run), expect_spec=embodiment.spec)
+        assert [len(a.value) for a in prepare_policy(policy, 2).act_batch([obs, obs])] == [4, 4]
+        assert [len(a.value) for a in prepare_policy(policy, 2, execute_steps=1).act_batch([obs, obs])] == [1, 1]
+        with pytest.raises(ValueError, match="execute_steps=5 is more than the 4 actions"):
+            prepare_policy(policy, 1, execute_steps=5).act_batch([obs])
+    finally:
+        embodiment.close()
+    info = evaluate(EvalConfig(checkpoint=str(run), tasks=(TASK,), episodes=1, num_envs=1, max_steps=3, videos=0,
+                               execute_steps=1, out=str(tmp_path), progress=False))
+    assert info["config"]["execute_steps"] == 1
+    with pytest.raises(ValueError, match="execute_steps must be >= 1"):
+        evaluate(EvalConfig(checkpoint=str(run), tasks=(TASK,), execute_steps=0, out=str(tmp_path)))
+
+
 def test_a_checkpoint_for_another_embodiment_is_refused(run, tmp_path):
     cfg = EvalConfig(checkpoint=str(run), tasks=(TASK,), episodes=1, num_envs=1, image_size=(48, 48),
                      out=str(tmp_path), progress=False)
