@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,14 @@ def prepare_policy(policy: Any, num_envs: int, execute_steps: int | None = None)
 # ----------------------------------------------------------------------------- evaluation
 
 
+def seed_sampling(seed: int) -> None:
+    """Seed the global RNGs a policy samples from (numpy's, and torch's when it is loaded), so that a task's
+    rollouts repeat: the same checkpoint, seeds and num_envs give the same episodes, whatever ran before."""
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
 def evaluate(config: EvalConfig) -> dict[str, Any]:
     """Run the evaluation `config` describes; writes eval_info.json, success.png and videos; returns the info."""
     from tqdm import tqdm
@@ -238,6 +247,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                     bar.set_postfix(task=task.split("/")[-1], success=f"{wins}/{bar.n + 1}")
                     bar.update()
 
+                seed_sampling(cfg.seed0)  # after loading: a task's rollouts never depend on what ran before
                 results = runner.run_episodes(jobs, on_result=done)
             successes = sum(r.success for r in results)
             lo, hi = wilson_interval(successes, len(results))

@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from embodied.data import read_mp4
@@ -91,6 +92,31 @@ def test_execute_steps_says_how_many_actions_of_each_chunk_run_before_replanning
     assert info["config"]["execute_steps"] == 1
     with pytest.raises(ValueError, match="execute_steps must be >= 1"):
         evaluate(EvalConfig(checkpoint=str(run), tasks=(TASK,), execute_steps=0, out=str(tmp_path)))
+
+
+def test_evaluating_twice_repeats_every_rollout_of_a_sampling_policy(run, tmp_path):
+    """An untrained MDT samples its actions from noise; evaluation seeds that noise, so the same checkpoint,
+    seeds and num_envs give frame-for-frame the same rollouts, whatever the RNGs' state before."""
+    import torch
+
+    from embodied.data import open_dataset
+    from policies.mdt import MDTConfig, MDTPolicy
+
+    data = open_dataset(Path(run).parent / "data")
+    config = MDTConfig(cnn_widths=(8, 8), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1,
+                       image_size=(32, 32), mgf_image_size=(16, 16), mgf_patch=8, mgf_dim=32, cla_dim=16)
+    folder = MDTPolicy.from_dataset_meta(config, data.spec, data.stats).save_pretrained(tmp_path / "mdt")
+    rollouts = []
+    for before in (1, 2):
+        torch.manual_seed(before)
+        out = tmp_path / f"eval{before}"
+        info = evaluate(EvalConfig(checkpoint=str(folder), tasks=(TASK,), episodes=2, num_envs=2, max_steps=15,
+                                   videos=2, out=str(out), progress=False))
+        rollouts.append([read_mp4(out / v) for v in info["tasks"][TASK]["videos"]])
+    assert len(rollouts[0]) == len(rollouts[1]) == 2
+    for a, b in zip(*rollouts, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(rollouts[0][0], rollouts[0][1])  # two seeds, two different rollouts
 
 
 def test_a_checkpoint_for_another_embodiment_is_refused(run, tmp_path):
