@@ -10,7 +10,9 @@ or from a shell, the same code on one CPU, one GPU, or several processes:
 
 A policy is trainable here when it follows the policy <-> loop contract
 (`config_class`, `from_dataset_meta`, `data_requirements`, `loss`,
-`predict`, `save_pretrained`/`from_pretrained`, `trainable_parameters`).
+`predict`, `save_pretrained`/`from_pretrained`, `trainable_parameters`;
+optionally `parameter_groups`, [(lr multiplier, [parameters])], for parts
+that should learn slower or faster than the rest).
 The loop owns everything else: data order, optimiser, LR schedule, gradient
 clipping, EMA, mixed precision, logging, checkpoints, resuming.
 
@@ -221,11 +223,19 @@ def lr_factor(step: int, *, warmup_steps: int, total_steps: int, schedule: str, 
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _param_groups(params: list, weight_decay: float) -> list[dict]:
-    # Decay on matrices and kernels only: decaying biases and norm gains only hurts.
-    decay = [p for p in params if p.ndim >= 2]
-    rest = [p for p in params if p.ndim < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+def _param_groups(policy: Any, lr: float, weight_decay: float) -> list[dict]:
+    """AdamW groups: per `policy.parameter_groups()` (or one group at `lr`), each split by weight decay."""
+    scaled = (policy.parameter_groups() if hasattr(policy, "parameter_groups")
+              else [(1.0, list(policy.trainable_parameters()))])
+    groups = []
+    for scale, params in sorted(scaled, key=lambda g: g[0] != 1.0):  # the base-lr group first: it is the one logged
+        if scale < 0:
+            raise ValueError(f"{type(policy).__name__}.parameter_groups gave a negative lr multiplier ({scale})")
+        params = list(params)
+        # Decay on matrices and kernels only: decaying biases and norm gains only hurts.
+        groups += [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay, "lr": lr * scale},
+                   {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, "lr": lr * scale}]
+    return [g for g in groups if g["params"]]
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -401,7 +411,12 @@ class _Trainer:
         params = list(self.policy.trainable_parameters())
         # The fused kernel updates every tensor in one call: ~5x faster than the per-tensor loop on CPU.
         fused = all(p.device.type in ("cpu", "cuda") for p in params)
-        self.optimizer = torch.optim.AdamW(_param_groups(params, cfg.weight_decay), lr=cfg.lr, fused=fused)
+        groups = _param_groups(self.policy, cfg.lr, cfg.weight_decay)
+        grouped = [id(p) for g in groups for p in g["params"]]
+        if len(grouped) != len(params) or set(grouped) != {id(p) for p in params}:
+            raise ValueError(f"{type(self.policy).__name__}.parameter_groups must hold each of its "
+                             "trainable_parameters exactly once")
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=fused)
         schedule = functools.partial(lr_factor, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps,
                                      schedule=cfg.schedule, min_lr_ratio=cfg.min_lr_ratio)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)

@@ -28,6 +28,7 @@ from embodied.train_state import pretrained_dir
 from embodied.types import GOAL_UV, Observation
 from policies.mdt import MDTConfig, MDTPolicy
 from policies.mdt.model import PointTokens
+from policies.mdt.policy import rows_naming_the_object
 from policies.mdt.vision import CameraEncoder, heatmap_loss, heatmap_points, random_shift
 
 TINY = MDTConfig(cnn_widths=(8, 16, 16), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=2,
@@ -211,3 +212,16 @@ def test_goal_heatmaps_say_what_they_need(tmp_path):
     synthetic = open_dataset(write_located_dataset(tmp_path / "d", num_episodes=1))  # goal_points, no goal_uv
     with pytest.raises(ValueError, match="needs the privileged state 'goal_uv'"):
         MDTPolicy.from_dataset_meta(TINY, synthetic.spec, synthetic.stats)
+
+
+def test_only_rows_whose_goal_names_the_object_are_asked_where_it_is():
+    # Two demonstrated samples: rows 0-1 carry their image goals, rows 2-3 their language goals. Sample 0
+    # was instructed with its task, sample 1 with a language motion, which names no object: the heat-map
+    # and localisation labels of row 3 could be met only by recognising the layout, so it is left out.
+    batch = {"task": ["lift the red cube", "lift the blue cube"],
+             "language_motion": ["move the arm down", "move the arm left"]}
+    texts = ["lift the red cube", "move the arm left"]
+    assert rows_naming_the_object([0, 1, 0, 1], texts, batch, n_image=2) == [0, 1, 2]
+    # A motion that happens to read as the task (or a sample with no motion label) keeps its row.
+    same = {"task": ["lift the red cube"], "language_motion": ["lift the red cube"]}
+    assert rows_naming_the_object([0, 0], ["lift the red cube"], same, n_image=1) == [0, 1]

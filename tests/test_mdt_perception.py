@@ -88,3 +88,31 @@ def test_a_perception_source_that_does_not_fit_is_a_clear_error(data, perception
         MDTPolicy.from_dataset_meta(dataclasses.replace(TINY, perception_init=str(tmp_path)), data.spec, data.stats)
     with pytest.raises(ValueError, match="stage='perceive' must be one of"):
         dataclasses.replace(TINY, stage="perceive")
+
+
+def test_perception_lr_scale_slows_only_the_copied_parts_and_zero_freezes_them(data, perception_run, tmp_path):
+    # `embodied train mdt --policy.perception-init <run> --policy.perception-lr-scale 0`: imitation trains
+    # the transformer and heads while the pretrained camera CNNs and goal MLP stay as perception left them.
+    source = MDTPolicy.from_pretrained(pretrained_dir(perception_run)).model.state_dict()
+    started = dataclasses.replace(TINY, perception_init=str(perception_run))
+
+    def trained(scale: float) -> dict[str, torch.Tensor]:
+        run = train(TrainConfig(dataset=(str(data.root),), policy="mdt", steps=4, batch_size=8, lr=3e-3,
+                                warmup_steps=1, save_every=4, log_every=4, num_workers=0, progress=False,
+                                ema_decay=None, output_dir=str(tmp_path), name=f"scale{scale}"),
+                          dataclasses.replace(started, perception_lr_scale=scale))
+        return MDTPolicy.from_pretrained(pretrained_dir(run)).model.state_dict()
+
+    frozen, free = trained(0.0), trained(1.0)
+    copied = [k for k in frozen if k.startswith(("camera_encoders.", "language_goal_mlp."))]
+    assert copied and all(torch.equal(frozen[k], source[k]) for k in copied)
+    assert not all(torch.equal(free[k], source[k]) for k in copied)  # at the full lr they move
+
+    slow = MDTPolicy.from_dataset_meta(dataclasses.replace(started, perception_lr_scale=0.1), data.spec, data.stats)
+    (base, others), (scale, parts) = slow.parameter_groups()
+    assert (base, scale) == (1.0, 0.1)
+    assert {id(p) for p in parts} == {id(p) for m in (slow.model.camera_encoders, slow.model.language_goal_mlp)
+                                      for p in m.parameters()}
+    assert len(others) + len(parts) == len(list(slow.trainable_parameters()))
+    with pytest.raises(ValueError, match=r"perception_lr_scale=-1.0 must be >= 0"):
+        dataclasses.replace(started, perception_lr_scale=-1.0)

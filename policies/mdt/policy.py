@@ -43,7 +43,7 @@ from embodied.types import GOAL_UV, Action, Correction, EmbodimentSpec, Observat
 from policies.mdt import edm
 from policies.mdt.configuration import MDTConfig
 from policies.mdt.model import GOAL_POINTS, MDTModel
-from policies.mdt.perception import PerceptionModel, load_perception
+from policies.mdt.perception import PERCEPTION_PARTS, PerceptionModel, load_perception
 from policies.mdt.vision import heatmap_loss, heatmap_points, random_shift, to_float_images
 
 POLICY_CLASS = "policies.mdt.policy:MDTPolicy"
@@ -69,6 +69,20 @@ def build_normalizer(config: MDTConfig, stats: Mapping[str, Mapping[str, Any]]) 
                 "meta/stats.json (embodied.data) before training."
             )
     return Normalizer(stats, {STATE: "mean_std", ACTION: config.action_norm})
+
+
+def rows_naming_the_object(rows: list[int], texts: list[str | None], batch: Mapping[str, Any],
+                           n_image: int) -> list[int]:
+    """Positions r of the context rows whose goal names the object the privileged labels locate (the
+    task's: `envs.tabletop.tasks.goal_points`), so that asking where it lies is a fair question: the
+    image-goal rows (the first `n_image`) and the rows instructed with the task itself. A language motion
+    ("move the arm left"), or a later sub-task of a long task, names no object or another one: asking
+    its row where the task's object is could be answered only by recognising the layout, which is what
+    the localisation and heat-map losses exist to prevent.
+
+    rows (R,): the sample of each row; texts (B,): each sample's chosen instruction (None: unlabelled).
+    """
+    return [r for r, i in enumerate(rows) if r < n_image or texts[i] == batch["task"][i]]
 
 
 class MDTPolicy(nn.Module):
@@ -181,6 +195,16 @@ class MDTPolicy(nn.Module):
     def trainable_parameters(self):
         """Every weight that is trained and saved (the sentence encoder is frozen and lives outside)."""
         return self.model.parameters()
+
+    def parameter_groups(self) -> list[tuple[float, list[nn.Parameter]]]:
+        """[(lr multiplier, parameters)]: with `perception_init`, the parts it copied learn at
+        `perception_lr_scale` times the training lr, the rest at 1."""
+        if not self.config.perception_init or self.config.perception_lr_scale == 1.0:
+            return [(1.0, list(self.model.parameters()))]
+        copied = [p for part in PERCEPTION_PARTS for p in getattr(self.model, part).parameters()]
+        ids = {id(p) for p in copied}
+        return [(1.0, [p for p in self.model.parameters() if id(p) not in ids]),
+                (self.config.perception_lr_scale, copied)]
 
     def data_requirements(self) -> dict[str, Any]:
         if self.config.stage == "perception":  # the current frames only: no future frame, no goal frame
@@ -329,13 +353,14 @@ class MDTPolicy(nn.Module):
                 mgf = self.model.foresight.loss(context[use_t], future)
                 total = total + cfg.mgf_weight * mgf
                 metrics["mgf"] = mgf.item()
-        if self.model.localiser is not None:
-            # Every row, image or language goal: both name the same object, so both must find it.
-            target = self._privileged_target(batch)[rows_t]
-            localisation = nn.functional.mse_loss(self.model.localiser(context.mean(dim=1)), target)
+        aim = torch.tensor(rows_naming_the_object(rows, texts, batch, n_image), dtype=torch.long, device=self.device)
+        if self.model.localiser is not None and len(aim):
+            target = self._privileged_target(batch)[rows_t[aim]]
+            localisation = nn.functional.mse_loss(self.model.localiser(context[aim].mean(dim=1)), target)
             total = total + cfg.localisation_weight * localisation
             metrics["localisation"] = localisation.item()
-        pointing = self._heatmap_loss(heat, batch, rows_t)
+        pointing = self._heatmap_loss({cam: (maps[aim], shift[aim]) for cam, (maps, shift) in heat.items()},
+                                      batch, rows_t[aim]) if len(aim) else None
         if pointing is not None:
             total = total + cfg.localisation_weight * pointing
             metrics["heatmap"] = pointing.item()
