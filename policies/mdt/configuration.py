@@ -123,8 +123,8 @@ class MDTConfig:
     perception_init: str | None = None
     # With perception_init, the copied parts (camera CNNs with their heat-map heads, language-goal MLP)
     # learn at the training lr times this. Below 1, imitation of a few hundred demonstrations' layouts
-    # rewrites less of what perception learned on thousands of scenes (at 1, the nine-family bench's
-    # heat-map loss went from 0.18 at the end of perception to 1.6 after 200 policy steps). 0 freezes them.
+    # rewrites less of what perception learned on thousands of scenes; 0 freezes them. At 0.1 the
+    # nine-family bench did no better (docs/architecture.md, "Perception pretraining").
     perception_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
