@@ -62,7 +62,8 @@ def _first_observations(policy: Any, env: Any, task: str, seeds: Iterable[int]) 
         obs = env.reset(seed=seed)
         if "goal_points" not in obs.state:
             raise ValueError(f"{task} gives no goal_points (privileged state); heading is for tabletop tasks")
-        yield seed, obs, histories_to_batch([[obs]], policy.spec, policy.cameras, 1, [obs.instruction])
+        yield seed, obs, histories_to_batch([[obs]], policy.spec, policy.cameras, 1, [obs.instruction],
+                                            depth=bool(policy.data_requirements().get("depth")))
 
 
 def heading_cosines(checkpoint: str, task: str, seeds: Iterable[int]) -> list[float]:

@@ -126,9 +126,17 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         ap.error(f"not single-step families: {unknown}; choose from {SINGLE_STEP}")
     tasks = tuple(f"tabletop/{f}-v0" for f in families)
+    base = load_policy_class("mdt").config_class()
+    if any(p.startswith("image_size=") for p in args.policy):
+        ap.error("--policy image_size=...: use --image-size, which also sets the size demos are rendered at")
+    try:
+        overrides = config_overrides(base, args.policy)
+    except ValueError as e:
+        ap.error(f"--policy {e}")
+    base = dataclasses.replace(base, image_size=(args.image_size, args.image_size), **overrides)
     data = args.work / "data"
     ccfg = CollectConfig(tasks=tasks, episodes_per_task=args.demos, goals_per_layout=args.goals_per_layout,
-                         image_size=args.image_size, out=data)
+                         image_size=args.image_size, out=data, depth=base.lift_points)
     if ccfg.first_unused_seed(len(tasks)) > EVAL_SEED0:
         ap.error(f"{args.demos} demos x {len(tasks)} families would use evaluation seeds (from {EVAL_SEED0})")
     if SCENE_SEED0 < EVAL_SEED0 + max(args.episodes, args.heading_seeds):
@@ -144,6 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
     wanted = {"tasks": list(tasks), "demos": args.demos, "goals_per_layout": args.goals_per_layout,
               "image_size": args.image_size, "distinct_scenes": ccfg.distinct_scenes, "scenes": args.scenes,
               "scene_frames": args.scene_frames, "state_keys": state_keys}
+    if ccfg.depth:  # only then, so that data recorded without depth still serves every other policy
+        wanted["depth"] = True
     made = args.work / "data_settings.json"
     if not (data / "meta" / "info.json").exists() or not made.exists() or json.loads(made.read_text()) != wanted:
         shutil.rmtree(args.work, ignore_errors=True)  # runs trained on other data are stale too
@@ -154,14 +164,6 @@ def main(argv: list[str] | None = None) -> dict:
         made.write_text(json.dumps(wanted))
     datasets = (str(data), str(scenes)) if args.scenes else (str(data),)
 
-    base = load_policy_class("mdt").config_class()
-    if any(p.startswith("image_size=") for p in args.policy):
-        ap.error("--policy image_size=...: use --image-size, which also sets the size demos are rendered at")
-    try:
-        overrides = config_overrides(base, args.policy)
-    except ValueError as e:
-        ap.error(f"--policy {e}")
-    base = dataclasses.replace(base, image_size=(args.image_size, args.image_size), **overrides)
     if args.scratch and not args.pretrain_steps:
         ap.error("--scratch compares against the perception stage: give --pretrain-steps too")
 

@@ -14,18 +14,21 @@ from typing import Any
 
 import numpy as np
 
-from embodied.data.format import STATE, flatten_state, video_key
+from embodied.data.format import STATE, depth_key, extrinsics_key, flatten_state, intrinsics_key, video_key
 from embodied.types import Action, Correction, EmbodimentSpec, Observation
 
 
 def histories_to_batch(
     histories: Sequence[Sequence[Observation]], spec: EmbodimentSpec, cameras: Sequence[str], obs_horizon: int,
-    instructions: Sequence[str],
+    instructions: Sequence[str], depth: bool = False,
 ) -> dict[str, Any]:
     """B observation histories (oldest first) -> the training-window batch a policy's `predict` reads.
 
     Keys: "observation.state" (B, To, S) float32, "observation.images.<cam>"
-    (B, To, H, W, 3) uint8 for each camera, "task" (the B instructions). The
+    (B, To, H, W, 3) uint8 for each camera, "task" (the B instructions); with
+    `depth`, for each of `cameras` whose spec has depth, "observation.depth.<cam>"
+    (B, To, H, W) float32 metres and its calibration "observation.intrinsics.<cam>"
+    (B, To, 3, 3) and "observation.extrinsics.<cam>" (B, To, 4, 4). The
     last To = obs_horizon frames of each history are used; a shorter history is
     padded by repeating its first frame, as the data layer pads the start of
     an episode. Torch tensors when torch is installed, else numpy arrays.
@@ -39,6 +42,13 @@ def histories_to_batch(
     batch: dict[str, Any] = {STATE: np.stack([[flatten_state(o.state, spec) for o in f] for f in padded])}
     for cam in cameras:
         batch[video_key(cam)] = np.stack([[o.images[cam] for o in f] for f in padded])
+    for cam in (c for c in cameras if depth and spec.camera(c).depth):
+        if any(cam not in o.depth or cam not in o.cameras for f in padded for o in f):
+            raise ValueError(f"the policy reads camera {cam!r}'s depth and calibration, and an observation lacks "
+                             "them (Observation.depth, Observation.cameras); use an embodiment that gives them")
+        batch[depth_key(cam)] = np.stack([[np.asarray(o.depth[cam], np.float32) for o in f] for f in padded])
+        batch[intrinsics_key(cam)] = np.stack([[o.cameras[cam].intrinsics for o in f] for f in padded])
+        batch[extrinsics_key(cam)] = np.stack([[o.cameras[cam].extrinsics for o in f] for f in padded])
     batch = _to_torch(batch)
     batch["task"] = [str(t) for t in instructions]
     return batch
@@ -58,7 +68,7 @@ def observations_to_batch(
                              "instruction from its observation (the env puts it in info['instruction'])")
     cameras = tuple(requirements.get("cameras") or spec.camera_names)
     return histories_to_batch([[o] for o in observations], spec, cameras, int(requirements.get("obs_horizon", 1)),
-                              [o.instruction for o in observations])
+                              [o.instruction for o in observations], depth=bool(requirements.get("depth")))
 
 
 def _to_torch(arrays: dict[str, np.ndarray]) -> dict[str, Any]:

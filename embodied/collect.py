@@ -44,7 +44,9 @@ class CollectConfig:
     reads its images, instructions and privileged state (MDT's
     localisation), and never imitates its actions. Rendering scenes costs
     a reset each, far less than a demonstration, and shows a policy many
-    more layouts than its demonstrations do."""
+    more layouts than its demonstrations do.
+    depth: also record each camera's depth image and calibration per frame
+    (`DatasetWriter(depth=True)`), which MDT's `lift_points` reads."""
 
     tasks: tuple[str, ...] = ("tabletop/",)
     episodes_per_task: int = 5
@@ -58,6 +60,7 @@ class CollectConfig:
     distinct_scenes: bool = True
     scenes_only: bool = False
     scene_frames: int = 1
+    depth: bool = False
 
     def task_seeds(self, k: int) -> range:
         """Seeds of the demonstrations attempted for the k-th task (in `resolve_tasks` order)."""
@@ -197,7 +200,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, TaskStats]:
                 if writer is None:
                     spec = episode.meta["spec"]
                     writer = DatasetWriter(cfg.out, spec, fps=spec.control_hz, robot_type=spec.name,
-                                           demonstrations=not cfg.scenes_only)
+                                           demonstrations=not cfg.scenes_only, depth=cfg.depth)
                 s.episode_indices.append(episode.write_to(writer))
             if cfg.scenes_only:  # a scene has no goal to reach
                 bar.set_postfix(task=task.split("/")[-1])

@@ -8,6 +8,9 @@ Every episode is decoded once, when the `WindowDataset` is built: its frames
 go into one uint8 array per camera, (N, H, W, 3) over all N frames of all
 datasets, kept in memory or, with `cache_dir`, in a memory-mapped .npy file
 that DataLoader workers share through the page cache instead of copying.
+With depth=True the depth images of the cameras whose spec has depth are
+kept the same way, (N, H, W) float16 metres (half a millimetre's precision at
+one metre), and each window carries them with the camera calibration.
 
 Sample i is the window at frame t of episode e (windows.make_window), in the
 order datasets -> episodes -> frames; `dataset_index` is added so windows of
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embodied.data import format as fmt
 from embodied.data.reader import Dataset, Episode
 from embodied.data.windows import make_window
 
@@ -47,12 +51,14 @@ class WindowDataset(torch.utils.data.Dataset):
     embodied.data.windows. cameras: which cameras to decode (default: all of
     the first dataset's). cache_dir: where to keep memory-mapped frames; None
     keeps them in RAM. progress: show a bar while the frames are decoded
-    (minutes for thousands of episodes).
+    (minutes for thousands of episodes). depth: also give each window the
+    depth images and calibration of the chosen cameras that have depth (see
+    embodied.data.windows); every dataset must have been recorded with depth.
     """
 
     def __init__(self, datasets: Sequence[Dataset], obs_horizon: int = 1, action_horizon: int = 1, *,
                  cameras: Sequence[str] | None = None, future_offset: int | None = None,
-                 cache_dir: str | Path | None = None, progress: bool = False):
+                 cache_dir: str | Path | None = None, progress: bool = False, depth: bool = False):
         if not datasets:
             raise ValueError("WindowDataset needs at least one dataset")
         if obs_horizon < 1 or action_horizon < 1:
@@ -65,6 +71,15 @@ class WindowDataset(torch.utils.data.Dataset):
             for cam in self.cameras:
                 ds.spec.camera(cam)  # KeyError naming the cameras the dataset has
             _check_same_layout(datasets[0], ds, self.cameras)
+        self.depth_cameras = tuple(c for c in self.cameras if self.spec.camera(c).depth) if depth else ()
+        if depth and not self.depth_cameras:
+            raise ValueError(f"depth=True, but none of the cameras {list(self.cameras)} has depth in the spec")
+        for ds in datasets:
+            lacking = [c for c in self.depth_cameras if c not in ds.depth_cameras]
+            if lacking:
+                raise ValueError(f"{ds.root} was recorded without the depth of cameras {lacking}, which this "
+                                 "training reads (a policy that lifts image points to 3-D); collect it again with "
+                                 "depth (CollectConfig(depth=True), `embodied collect --depth`)")
         self.obs_horizon, self.action_horizon, self.future_offset = obs_horizon, action_horizon, future_offset
         self.roots = [str(ds.root) for ds in datasets]
 
@@ -78,17 +93,21 @@ class WindowDataset(torch.utils.data.Dataset):
         if not any(self._demonstrations):
             raise ValueError(f"the datasets {self.roots} are all scene datasets (no demonstrations to imitate); "
                              "add at least one dataset of demonstrations")
-        frames = _FrameStore.build(datasets, self._episodes, self.cameras, int(lengths.sum()), cache_dir, progress)
+        frames = _FrameStore.build(datasets, self._episodes, self.cameras, self.depth_cameras, int(lengths.sum()),
+                                   cache_dir, progress)
         self._views = self._episode_views(datasets, frames)
 
     def _episode_views(self, datasets: Sequence[Dataset], frames: dict[str, np.ndarray]) -> list[tuple[Episode, np.ndarray]]:
-        """Per episode: an Episode whose images are slices of the shared frame arrays, and its flat (T, S) state."""
+        """Per episode: an Episode whose images (and depth) are slices of the shared frame arrays, and its flat
+        (T, S) state."""
         views = []
         for k, (d, e, _) in enumerate(self._episodes):
             ds = datasets[d]
             ep = ds.episode(e, cameras=())  # low-dimensional data only; the frames come from the store
             a, b = self._starts[k], self._starts[k + 1]
             ep.images = {cam: frames[cam][a:b] for cam in self.cameras}
+            ep.depth = {cam: frames[fmt.depth_key(cam)][a:b] for cam in self.depth_cameras}
+            ep.cameras = {cam: ep.cameras[cam] for cam in self.depth_cameras}
             state = np.concatenate([ep.state[key] for key in ds.spec.state], axis=1)
             views.append((ep, state))
         return views
@@ -143,42 +162,47 @@ def _check_same_layout(a: Dataset, b: Dataset, cameras: Sequence[str]) -> None:
 
 
 class _FrameStore:
-    """Decoded frames of every episode, one (N, H, W, 3) uint8 array per camera."""
+    """Decoded frames of every episode: one (N, H, W, 3) uint8 array per camera, keyed by its name, and
+    one (N, H, W) float16 array of metres per depth camera, keyed by `format.depth_key`."""
 
     @staticmethod
     def build(datasets: Sequence[Dataset], episodes: Sequence[tuple[int, int, int]], cameras: Sequence[str],
-              total: int, cache_dir: str | Path | None, progress: bool = False) -> dict[str, np.ndarray]:
+              depth_cameras: Sequence[str], total: int, cache_dir: str | Path | None, progress: bool = False
+              ) -> dict[str, np.ndarray]:
         spec = datasets[0].spec
-        shapes = {cam: (total, spec.camera(cam).height, spec.camera(cam).width, 3) for cam in cameras}
+        size = {cam: (spec.camera(cam).height, spec.camera(cam).width) for cam in cameras}
+        layout = {cam: ((total, *size[cam], 3), np.uint8) for cam in cameras}
+        layout |= {fmt.depth_key(cam): ((total, *size[cam]), np.float16) for cam in depth_cameras}
         if cache_dir is None:
-            arrays = {cam: np.empty(shape, np.uint8) for cam, shape in shapes.items()}
-            _decode_into(arrays, datasets, episodes, cameras, progress)
+            arrays = {name: np.empty(shape, dtype) for name, (shape, dtype) in layout.items()}
+            _decode_into(arrays, datasets, episodes, cameras, depth_cameras, progress)
             return arrays
         cache_dir = Path(cache_dir)
-        key = _cache_key(datasets, cameras)
+        key = _cache_key(datasets, cameras) | ({"depth": list(depth_cameras)} if depth_cameras else {})
         marker = cache_dir / "frames.json"
-        files = {cam: cache_dir / f"frames.{cam}.npy" for cam in cameras}
+        files = {name: cache_dir / f"frames.{name}.npy" for name in layout}
         if not (marker.is_file() and json.loads(marker.read_text()) == key and all(f.is_file() for f in files.values())):
             cache_dir.mkdir(parents=True, exist_ok=True)
             marker.unlink(missing_ok=True)  # the marker is written last: its presence means the files are whole
-            arrays = {cam: np.lib.format.open_memmap(files[cam], "w+", np.uint8, shapes[cam]) for cam in cameras}
-            _decode_into(arrays, datasets, episodes, cameras, progress)
+            arrays = {name: np.lib.format.open_memmap(files[name], "w+", dtype, shape)
+                      for name, (shape, dtype) in layout.items()}
+            _decode_into(arrays, datasets, episodes, cameras, depth_cameras, progress)
             for a in arrays.values():
                 a.flush()
             del arrays
             tmp = marker.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(key))
             tmp.replace(marker)
-        arrays = {cam: np.load(files[cam], mmap_mode="r") for cam in cameras}
-        for cam, a in arrays.items():
-            if a.shape != shapes[cam]:
-                raise ValueError(f"{files[cam]} holds frames of shape {a.shape}, expected {shapes[cam]}; "
+        arrays = {name: np.load(files[name], mmap_mode="r") for name in layout}
+        for name, a in arrays.items():
+            if a.shape != layout[name][0]:
+                raise ValueError(f"{files[name]} holds frames of shape {a.shape}, expected {layout[name][0]}; "
                                  f"delete {cache_dir} and train again")
         return arrays
 
 
-def _decode_into(arrays: dict[str, np.ndarray], datasets: Sequence[Dataset],
-                 episodes: Sequence[tuple[int, int, int]], cameras: Sequence[str], progress: bool) -> None:
+def _decode_into(arrays: dict[str, np.ndarray], datasets: Sequence[Dataset], episodes: Sequence[tuple[int, int, int]],
+                 cameras: Sequence[str], depth_cameras: Sequence[str], progress: bool) -> None:
     from tqdm.auto import tqdm
 
     pos = 0
@@ -186,6 +210,8 @@ def _decode_into(arrays: dict[str, np.ndarray], datasets: Sequence[Dataset],
         ep = datasets[d].episode(e, cameras)
         for cam in cameras:
             arrays[cam][pos:pos + n] = ep.images[cam]
+        for cam in depth_cameras:
+            arrays[fmt.depth_key(cam)][pos:pos + n] = ep.depth[cam]
         pos += n
 
 

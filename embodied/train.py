@@ -12,7 +12,10 @@ A policy is trainable here when it follows the policy <-> loop contract
 (`config_class`, `from_dataset_meta`, `data_requirements`, `loss`,
 `predict`, `save_pretrained`/`from_pretrained`, `trainable_parameters`;
 optionally `parameter_groups`, [(lr multiplier, [parameters])], for parts
-that should learn slower or faster than the rest).
+that should learn slower or faster than the rest). `data_requirements` says
+which windows to build: obs_horizon, action_horizon, cameras, future_offset,
+and optionally depth=True for each camera's depth and calibration (datasets
+recorded with depth).
 The loop owns everything else: data order, optimiser, LR schedule, gradient
 clipping, EMA, mixed precision, logging, checkpoints, resuming.
 
@@ -405,7 +408,8 @@ class _Trainer:
         with acc.main_process_first():  # rank 0 fills the disk cache; the others then map it
             self.data = WindowDataset(self.datasets, req["obs_horizon"], req["action_horizon"],
                                       cameras=req["cameras"], future_offset=req.get("future_offset"),
-                                      cache_dir=cache_dir, progress=cfg.progress and acc.is_main_process)
+                                      cache_dir=cache_dir, progress=cfg.progress and acc.is_main_process,
+                                      depth=bool(req.get("depth")))
 
         self.policy.to(acc.device)
         params = list(self.policy.trainable_parameters())

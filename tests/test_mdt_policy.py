@@ -62,7 +62,7 @@ def test_registered_by_name_and_asks_for_the_windows_it_needs(dataset, language)
     assert registry.get("mdt", kind="policy").load() is MDTPolicy
     policy = make(dataset, language)
     assert policy.data_requirements() == {"obs_horizon": 1, "action_horizon": 10, "cameras": ("front", "wrist"),
-                                          "future_offset": 3, "goal_frame": True}
+                                          "future_offset": 3, "goal_frame": True, "depth": False}
     trainable = {id(p) for p in policy.trainable_parameters()}
     assert trainable == {id(p) for p in policy.model.parameters()}
     assert not any("word_embeddings" in k for k in policy.state_dict())  # the frozen MiniLM is no submodule

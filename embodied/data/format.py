@@ -18,6 +18,14 @@ whatever the dataset's size; the row records where it is, as in LeRobot, and
 readers take the rows of every file. Our additions are the per-step string columns
 ``language_motion``, ``subtask``, ``corrections`` (JSON), the ``success``
 column of the episodes table and the ``embodied`` key of info.json.
+
+A dataset recorded with depth (``DatasetWriter(depth=True)``) also holds,
+per frame and for each camera whose spec has depth, the depth image
+``observation.depth.<cam>`` (uint16 millimetres, as RGB-D cameras give it,
+0 = no reading) and that instant's pinhole model
+``observation.intrinsics.<cam>`` (3x3 K, pixels) and
+``observation.extrinsics.<cam>`` (4x4 T_world_cam, OpenCV axes) in the data
+parquet files, so that a pixel can be lifted to a point in the world.
 """
 
 from __future__ import annotations
@@ -60,6 +68,10 @@ IMAGE_PREFIX = "observation.images."
 SCALAR_FEATURES = {"timestamp": "float32", "frame_index": "int64", "episode_index": "int64",
                    "index": "int64", "task_index": "int64"}
 STRING_FEATURES = ("language_motion", "subtask", "corrections")
+DEPTH_PREFIX = "observation.depth."
+INTRINSICS_PREFIX = "observation.intrinsics."
+EXTRINSICS_PREFIX = "observation.extrinsics."
+DEPTH_UNIT_M = 0.001  # stored depth is uint16 millimetres: 1 mm steps up to 65.5 m
 
 BROKEN_META_HINT = (
     "The metadata is damaged: restore it from a backup or copy; the episode files under data/ and videos/ "
@@ -70,6 +82,28 @@ BROKEN_EPISODE_HINT = "This episode's file is damaged: restore it from a backup,
 
 def video_key(camera: str) -> str:
     return IMAGE_PREFIX + camera
+
+
+def depth_key(camera: str) -> str:
+    return DEPTH_PREFIX + camera
+
+
+def intrinsics_key(camera: str) -> str:
+    return INTRINSICS_PREFIX + camera
+
+
+def extrinsics_key(camera: str) -> str:
+    return EXTRINSICS_PREFIX + camera
+
+
+def depth_cameras(spec: EmbodimentSpec) -> tuple[str, ...]:
+    """The cameras whose depth a dataset recorded with depth holds: those whose spec has depth."""
+    return tuple(c.name for c in spec.cameras if c.depth)
+
+
+def recorded_depth(info: Mapping[str, Any]) -> tuple[str, ...]:
+    """The cameras whose depth and calibration this dataset's info.json lists (() without depth)."""
+    return tuple(k[len(DEPTH_PREFIX):] for k in info.get("features", {}) if k.startswith(DEPTH_PREFIX))
 
 
 def state_names(spec: EmbodimentSpec) -> list[str]:
@@ -175,8 +209,10 @@ class Layout:
         )
 
 
-def build_features(spec: EmbodimentSpec, fps: float, video_info: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-    """info.json ``features``: {name: {dtype, shape, names[, info]}}; video_info is per camera."""
+def build_features(spec: EmbodimentSpec, fps: float, video_info: Mapping[str, dict[str, Any]],
+                   depth: bool = False) -> dict[str, Any]:
+    """info.json ``features``: {name: {dtype, shape, names[, info]}}; video_info is per camera; `depth`:
+    also each depth camera's depth image and calibration (see the module docstring)."""
     action_names = list(spec.action.names) or [f"a{i}" for i in range(spec.action.dim)]
     features: dict[str, Any] = {
         STATE: {"dtype": "float32", "shape": [state_dim(spec)], "names": state_names(spec)},
@@ -189,6 +225,11 @@ def build_features(spec: EmbodimentSpec, fps: float, video_info: Mapping[str, di
             "names": ["height", "width", "channels"],
             "info": dict(video_info[cam.name]),
         }
+    for cam in (c for c in spec.cameras if depth and c.depth):
+        features[depth_key(cam.name)] = {"dtype": "uint16", "shape": [cam.height, cam.width],
+                                         "names": ["height", "width"], "info": {"unit": "mm", "missing": 0}}
+        features[intrinsics_key(cam.name)] = {"dtype": "float32", "shape": [3, 3], "names": None}
+        features[extrinsics_key(cam.name)] = {"dtype": "float32", "shape": [4, 4], "names": None}
     for name, dtype in SCALAR_FEATURES.items():
         features[name] = {"dtype": dtype, "shape": [1], "names": None}
     for name in STRING_FEATURES:
@@ -197,8 +238,10 @@ def build_features(spec: EmbodimentSpec, fps: float, video_info: Mapping[str, di
 
 
 def new_info(spec: EmbodimentSpec, fps: float, robot_type: str, video_info: Mapping[str, dict[str, Any]],
-             chunks_size: int = DEFAULT_CHUNKS_SIZE, demonstrations: bool = True) -> dict[str, Any]:
-    """info.json of an empty dataset (`demonstrations`: see `holds_demonstrations`)."""
+             chunks_size: int = DEFAULT_CHUNKS_SIZE, demonstrations: bool = True, depth: bool = False
+             ) -> dict[str, Any]:
+    """info.json of an empty dataset (`demonstrations`: see `holds_demonstrations`; `depth`: see
+    `build_features`)."""
     return {
         "codebase_version": CODEBASE_VERSION,
         "robot_type": robot_type,
@@ -212,7 +255,7 @@ def new_info(spec: EmbodimentSpec, fps: float, robot_type: str, video_info: Mapp
         "splits": {"train": "0:0"},
         "data_path": DATA_PATH,
         "video_path": VIDEO_PATH if spec.cameras else None,
-        "features": build_features(spec, fps, video_info),
+        "features": build_features(spec, fps, video_info, depth),
         EXTRA_KEY: {"version": EXTRA_VERSION, "embodiment_spec": spec.to_dict(), "demonstrations": demonstrations},
     }
 

@@ -26,7 +26,7 @@ from embodied.data import format as fmt
 from embodied.data.errors import DatasetError, damaged
 from embodied.data.stats import Stats, aggregate_features
 from embodied.data.video import read_mp4
-from embodied.types import Correction, EmbodimentSpec, Observation
+from embodied.types import CameraInfo, Correction, EmbodimentSpec, Observation
 
 
 @dataclasses.dataclass
@@ -38,6 +38,9 @@ class Episode:
     tolerance of what was recorded); timestamps: (T,) float32 seconds on the
     episode clock (frame_index / fps); language_motion, subtask: one label per
     frame; corrections: per frame, the Correction events given at that frame.
+    In a dataset recorded with depth: depth {camera: (T, H, W) float32 metres,
+    0 = no reading} and cameras {camera: ((T, 3, 3) intrinsics K, (T, 4, 4)
+    extrinsics T_world_cam)}; else both are empty.
     """
 
     index: int
@@ -51,6 +54,8 @@ class Episode:
     language_motion: list[str]
     subtask: list[str]
     corrections: list[list[Correction]]
+    depth: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    cameras: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -62,6 +67,8 @@ class Episode:
             state={k: v[t] for k, v in self.state.items()},
             instruction=self.task,
             timestamp=float(self.timestamps[t]),
+            depth={cam: np.asarray(d[t], np.float32) for cam, d in self.depth.items()},
+            cameras={cam: CameraInfo(k[t], e[t]) for cam, (k, e) in self.cameras.items()},
         )
 
 
@@ -117,6 +124,11 @@ class Dataset:
     @property
     def camera_names(self) -> tuple[str, ...]:
         return self.spec.camera_names
+
+    @property
+    def depth_cameras(self) -> tuple[str, ...]:
+        """The cameras whose depth and calibration every frame holds (() for a dataset recorded without depth)."""
+        return fmt.recorded_depth(self.info)
 
     @property
     def demonstrations(self) -> bool:
@@ -193,7 +205,10 @@ class Dataset:
             raise damaged(path, "has a malformed 'corrections' column", e, fmt.BROKEN_EPISODE_HINT) from None
         actions = fmt.list_column(table, fmt.ACTION, self.spec.action.dim, np.float32, path)
         state.flags.writeable = actions.flags.writeable = False  # cached and shared between Episode objects
+        depth, cameras = self._read_geometry(table, length, path)
         return {
+            "depth": depth,
+            "cameras": cameras,
             "state": fmt.split_state(state, self.spec),
             "actions": actions,
             "timestamps": table.column("timestamp").to_numpy().astype(np.float32),
@@ -201,6 +216,21 @@ class Dataset:
             "subtask": table.column("subtask").to_pylist(),
             "corrections": corrections,
         }
+
+    def _read_geometry(self, table: pa.Table, length: int, path: Path
+                       ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """Each depth camera's (T, H, W) depth in metres and ((T, 3, 3), (T, 4, 4)) calibration."""
+        depth, cameras = {}, {}
+        for cam in self.depth_cameras:
+            spec = self.spec.camera(cam)
+            keys = (fmt.depth_key(cam), fmt.intrinsics_key(cam), fmt.extrinsics_key(cam))
+            fmt.require_columns(table, keys, path, fmt.BROKEN_EPISODE_HINT)
+            mm = fmt.list_column(table, keys[0], spec.height * spec.width, np.uint16, path)
+            depth[cam] = mm.reshape(length, spec.height, spec.width) * np.float32(fmt.DEPTH_UNIT_M)
+            cameras[cam] = (fmt.list_column(table, keys[1], 9, np.float32, path).reshape(length, 3, 3),
+                            fmt.list_column(table, keys[2], 16, np.float32, path).reshape(length, 4, 4))
+            depth[cam].flags.writeable = False
+        return depth, cameras
 
     def _read_video(self, i: int, row: eps.Row, cam: str) -> np.ndarray:
         key = f"videos/{fmt.video_key(cam)}"

@@ -4,6 +4,9 @@ For frame t of an episode of T frames, a window holds
 
 - ``observation.state``: (obs_horizon, S) float32, frames t-obs_horizon+1 .. t
 - ``observation.images.<cam>``: (obs_horizon, H, W, 3) uint8, the same frames
+- from an episode with depth: ``observation.depth.<cam>`` (obs_horizon, H, W) float32
+  metres, ``observation.intrinsics.<cam>`` (obs_horizon, 3, 3) and
+  ``observation.extrinsics.<cam>`` (obs_horizon, 4, 4), the same frames
 - ``obs_mask``: (obs_horizon,) bool, False where a frame before 0 was padded
 - ``action``: (action_horizon, D) float32, actions t .. t+action_horizon-1
 - ``action_mask``: (action_horizon,) bool, False where an action past T-1 was padded
@@ -49,6 +52,10 @@ def make_window(ep: Episode, state: np.ndarray, t: int, obs_horizon: int, action
         "episode_index": ep.index,
         "frame_index": t,
     }
+    for cam, depth in ep.depth.items():
+        k, e = ep.cameras[cam]
+        w[fmt.depth_key(cam)] = np.asarray(depth[obs_clip], np.float32)
+        w[fmt.intrinsics_key(cam)], w[fmt.extrinsics_key(cam)] = k[obs_clip], e[obs_clip]
     if future_offset is not None:
         f = min(t + future_offset, T - 1)
         w["future.state"] = state[f]

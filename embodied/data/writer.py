@@ -65,6 +65,9 @@ class _Recording:
     subtask: list[str] = dataclasses.field(default_factory=list)
     corrections: list[str] = dataclasses.field(default_factory=list)
     thumbnails: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)
+    depth: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)       # (H, W) uint16 mm
+    intrinsics: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)  # (3, 3)
+    extrinsics: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)  # (4, 4)
 
 
 class DatasetWriter:
@@ -75,13 +78,20 @@ class DatasetWriter:
     may hold a dataset at a time. demonstrations=False records a scene
     dataset: frames and state for perception, with actions that only moved
     the robot and that training must not imitate (`Dataset.demonstrations`).
+    depth=True also records, for each camera whose spec has depth, every
+    frame's depth image and camera calibration (`Observation.depth`,
+    `Observation.cameras`; see embodied.data.format), which a frame must then carry.
     """
 
     def __init__(self, root: str | Path, spec: EmbodimentSpec, fps: float | None = None, *,
                  robot_type: str | None = None, video: VideoConfig | None = None,
-                 chunks_size: int = fmt.DEFAULT_CHUNKS_SIZE, demonstrations: bool = True):
+                 chunks_size: int = fmt.DEFAULT_CHUNKS_SIZE, demonstrations: bool = True, depth: bool = False):
         self.root = Path(root)
         self.demonstrations = demonstrations
+        self.depth_cameras = fmt.depth_cameras(spec) if depth else ()
+        if depth and not self.depth_cameras:
+            raise ValueError(f"depth=True, but none of {spec.name!r}'s cameras {list(spec.camera_names)} has depth "
+                             "in its spec (CameraSpec.depth); record without depth")
         self.spec = spec
         self.video = video or VideoConfig()
         fps = spec.control_hz if fps is None else float(fps)
@@ -118,7 +128,8 @@ class DatasetWriter:
             )
         self.layout = fmt.Layout(self.root, chunks_size)
         video_info = {c.name: self.video.feature_info(self.fps, c.height, c.width) for c in self.spec.cameras}
-        self._info = fmt.new_info(self.spec, self.fps, robot_type, video_info, chunks_size, self.demonstrations)
+        self._info = fmt.new_info(self.spec, self.fps, robot_type, video_info, chunks_size, self.demonstrations,
+                                  depth=bool(self.depth_cameras))
         self._rows: list[eps.Row] = []
         self._table: pa.Table | None = None  # the rows of the last episodes-table file, so a commit appends one
         self._stats: dict | None = None      # statistics over the committed episodes, merged one episode at a time
@@ -147,6 +158,10 @@ class DatasetWriter:
             kinds = {True: "demonstrations", False: "scenes (actions not to imitate)"}
             raise DatasetSpecError(f"{info_path}: this dataset holds {kinds[fmt.holds_demonstrations(info)]}, the "
                                    f"writer records {kinds[self.demonstrations]}; write to a new folder.", info_path)
+        if fmt.recorded_depth(info) != self.depth_cameras:
+            has = "holds depth" if fmt.recorded_depth(info) else "holds no depth"
+            raise DatasetSpecError(f"{info_path}: this dataset {has}, the writer was given depth="
+                                   f"{bool(self.depth_cameras)}; give the same, or write to a new folder.", info_path)
         self.layout = fmt.Layout(self.root, int(info["chunks_size"]))
         self._info = info
         self._rows = eps.read_rows(self.layout, int(info["total_episodes"]), self.spec)
@@ -263,6 +278,7 @@ class DatasetWriter:
             corrections_json = json.dumps([c.to_dict() for c in events], allow_nan=False)
         except (TypeError, ValueError) as e:
             raise ValueError(f"correction payloads must be JSON-serialisable (lists, not arrays): {e}") from None
+        geometry = self._frame_geometry(obs)
         for cam in self.spec.camera_names:
             image = obs.images[cam]
             rec.videos[cam].write(image)
@@ -272,6 +288,32 @@ class DatasetWriter:
         rec.language_motion.append(language_motion)
         rec.subtask.append(subtask)
         rec.corrections.append(corrections_json)
+        for cam, (depth, k, t) in geometry.items():
+            rec.depth.setdefault(cam, []).append(depth)
+            rec.intrinsics.setdefault(cam, []).append(k)
+            rec.extrinsics.setdefault(cam, []).append(t)
+
+    def _frame_geometry(self, obs: Observation) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """{camera: (depth (H, W) uint16 mm, K (3, 3), T_world_cam (4, 4))} of a frame, for a writer with depth.
+
+        Depth past the uint16 range or not finite is stored as 0, "no reading", as RGB-D cameras report it.
+        """
+        out = {}
+        for cam in self.depth_cameras:
+            spec = self.spec.camera(cam)
+            depth, info = obs.depth.get(cam), obs.cameras.get(cam)
+            if depth is None or info is None:
+                lacks = "depth image" if depth is None else "calibration (Observation.cameras)"
+                raise SpecMismatchError(f"observation lacks camera {cam!r}'s {lacks}, which this dataset records "
+                                        "(DatasetWriter(depth=True)); record from an embodiment that gives it, or "
+                                        "without depth")
+            depth = np.asarray(depth, np.float64)
+            if depth.shape != (spec.height, spec.width):
+                raise SpecMismatchError(f"depth {cam!r} is {depth.shape}; expected ({spec.height}, {spec.width}) metres")
+            mm = np.where(np.isfinite(depth) & (depth > 0), np.round(depth / fmt.DEPTH_UNIT_M), 0)
+            mm = np.where(mm <= np.iinfo(np.uint16).max, mm, 0).astype(np.uint16)
+            out[cam] = (mm, info.intrinsics.astype(np.float32), info.extrinsics.astype(np.float32))
+        return out
 
     def end_episode(self, success: bool) -> int:
         """Publish the episode in progress; returns its index. Atomic: see the module docstring."""
@@ -347,6 +389,11 @@ class DatasetWriter:
             name: pa.FixedSizeListArray.from_arrays(pa.array(columns[name].reshape(-1)), columns[name].shape[1])
             for name in (fmt.STATE, fmt.ACTION)
         }
+        for cam in self.depth_cameras:
+            for key, frames in ((fmt.depth_key(cam), rec.depth[cam]), (fmt.intrinsics_key(cam), rec.intrinsics[cam]),
+                                (fmt.extrinsics_key(cam), rec.extrinsics[cam])):
+                flat = np.stack(frames).reshape(length, -1)
+                arrays[key] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
         arrays |= {name: pa.array(columns[name]) for name in fmt.SCALAR_FEATURES}
         arrays |= {"language_motion": pa.array(rec.language_motion, pa.string()),
                    "subtask": pa.array(rec.subtask, pa.string()),

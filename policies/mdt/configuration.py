@@ -109,6 +109,14 @@ class MDTConfig:
     # instead of only mixed into the camera token by its projection: where the named object is, in pixels,
     # reaches the action decoder's attention directly. A policy-stage field (perception_init ignores it).
     point_tokens: bool = False
+    # With point_tokens, each point token also reads where that camera puts the point in 3-D: the map's
+    # expected pixel lifted through the camera's depth image and calibration (vision.lift_image_points),
+    # as an offset from the end effector in the world frame (metres). The arm moves in that frame, so
+    # "the block is 8 cm ahead and 12 cm down" is nearly the action itself, where (u, v) in two images
+    # leaves the network to learn each camera's geometry from a few hundred demonstrations. Needs
+    # datasets recorded with depth (`embodied collect --depth`) and an `ee_pos` state entry; the
+    # runner's observations carry depth and calibration. A policy-stage field. Beyond MDT.
+    lift_points: bool = False
 
     # --- perception pretraining ------------------------------------------------------------------
     # "policy" learns actions. "perception" trains only the camera CNNs and the language-goal MLP, with a
@@ -150,6 +158,8 @@ class MDTConfig:
             problems.append("goal_heatmaps=True needs goal_film=True: the heat maps must depend on what is named")
         if self.point_tokens and not self.goal_heatmaps:
             problems.append("point_tokens=True needs goal_heatmaps=True: the tokens are the heat maps' points")
+        if self.lift_points and not self.point_tokens:
+            problems.append("lift_points=True needs point_tokens=True: the lifted points join those tokens")
         if self.perception_lr_scale < 0:
             problems.append(f"perception_lr_scale={self.perception_lr_scale} must be >= 0 (0 freezes the parts "
                             "perception_init copies)")

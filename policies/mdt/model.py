@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from embodied.language import MAX_TOKENS
 from policies.mdt.configuration import MDTConfig
-from policies.mdt.vision import CameraEncoder, feature_map_size, heatmap_points
+from policies.mdt.vision import CameraEncoder, feature_map_size, heatmap_points, lift_image_points
 
 # ---------------------------------------------------------------------------------- attention
 
@@ -226,6 +226,7 @@ class LatentAlignment(nn.Module):
 
 # Heat maps per camera with goal_heatmaps: the goal's subject and its destination, as in GOAL_UV.
 GOAL_POINTS = 2
+LIFT_RANGE_M = 0.5  # lifted offsets are read as offset / this: a tabletop reach is within about ±1
 
 
 def build_camera_encoders(cfg: MDTConfig, cameras: tuple[str, ...]) -> nn.ModuleDict:
@@ -243,20 +244,38 @@ class PointTokens(nn.Module):
     through Fourier features (octaves 1..2^(bands-1), so that a pixel's difference is visible to a
     linear layer) and its peak probability (low when the object is out of view and the map is flat),
     plus a learned embedding of which point it is (the goal's subject or its destination).
+
+    With `lifted`, a token also reads the point lifted to 3-D (`vision.lift_image_points`) as an
+    offset from the end effector, (N, M, 3) metres in the world frame, through Fourier features of
+    offset / LIFT_RANGE_M (periods down to about 3 cm), and whether a depth reading was found.
     """
 
-    def __init__(self, points: int, d: int, bands: int = 6):
+    def __init__(self, points: int, d: int, bands: int = 6, lifted: bool = False):
         super().__init__()
         self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(bands), persistent=False)
-        width = 2 + 4 * bands + 1
+        self.lifted = lifted
+        width = 2 + 4 * bands + 1 + ((3 + 6 * bands + 1) if lifted else 0)
         self.mlp = nn.Sequential(nn.Linear(width, d), nn.GELU(), nn.Linear(d, d))
         self.which = nn.Parameter(torch.randn(points, d) * 0.02)
 
-    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, offsets: torch.Tensor | None = None,
+                found: torch.Tensor | None = None) -> torch.Tensor:
+        """logits (N, M, h, w); with `lifted`, offsets (N, M, 3) metres and found (N, M) bool -> (N, M, d)."""
+        if self.lifted != (offsets is not None and found is not None):
+            raise ValueError("a PointTokens built with lifted=True takes offsets and found, and one without takes "
+                             "neither")
         uv = heatmap_points(logits)  # (N, M, 2)
         peak = logits.flatten(2).softmax(-1).amax(-1, keepdim=True)  # (N, M, 1)
-        angles = (uv[..., None] * self.freqs).flatten(-2)  # (N, M, 2·bands)
-        return self.mlp(torch.cat([uv, angles.sin(), angles.cos(), peak], dim=-1)) + self.which
+        features = [uv, *self._fourier(uv), peak]
+        if offsets is not None:
+            seen = found[..., None].to(offsets.dtype)
+            s = offsets / LIFT_RANGE_M * seen  # no reading: zeros, told apart by the flag
+            features += [s, *self._fourier(s), seen]
+        return self.mlp(torch.cat(features, dim=-1)) + self.which
+
+    def _fourier(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        angles = (x[..., None] * self.freqs).flatten(-2)  # (..., dims·bands)
+        return angles.sin(), angles.cos()
 
 
 class LanguageTokenGoal(nn.Module):
@@ -305,6 +324,33 @@ def language_goal(module: nn.Module, cfg: MDTConfig, embedding: torch.Tensor,
     return module(embedding, mask) if mask is not None else module(embedding)
 
 
+@dataclasses.dataclass
+class PointGeometry:
+    """What lifting heat-map points to 3-D needs, per frame: B samples × To frames.
+
+    depth {cam: (B, To, H, W) metres}; intrinsics {cam: (B, To, 3, 3)}; extrinsics {cam: (B, To, 4, 4)
+    T_world_cam}; shift {cam: (B, To, 2)} how far augmentation moved each image's content (right, down;
+    pixels of the network's input); ee_pos (B, To, 3) metres, world frame.
+    """
+
+    depth: dict[str, torch.Tensor]
+    intrinsics: dict[str, torch.Tensor]
+    extrinsics: dict[str, torch.Tensor]
+    shift: dict[str, torch.Tensor]
+    ee_pos: torch.Tensor
+
+    def offsets(self, cam: str, uv: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """uv (B·To, M, 2) points in camera `cam`'s (shifted) network input of `size` = (h, w) -> (B·To, M, 3)
+        offsets of their lifted points from the end effector (m) and (B·To, M) whether depth was found."""
+        h, w = size
+        shift = self.shift[cam].flatten(0, 1).to(uv)  # the image moved; the depth image did not
+        original = uv - torch.stack([2 * shift[:, 0] / w, 2 * shift[:, 1] / h], dim=-1)[:, None]
+        world, found = lift_image_points(original, self.depth[cam].flatten(0, 1).to(uv),
+                                         self.intrinsics[cam].flatten(0, 1).to(uv),
+                                         self.extrinsics[cam].flatten(0, 1).to(uv))
+        return world - self.ee_pos.flatten(0, 1).to(uv)[:, None], found
+
+
 class MDTModel(nn.Module):
     """All trainable MDT parts. The policy feeds it preprocessed tensors (see policy.py)."""
 
@@ -315,7 +361,7 @@ class MDTModel(nn.Module):
         d = cfg.d_model
         cells = feature_map_size(cfg.image_size, len(cfg.cnn_widths)) if cfg.spatial_tokens else None
         self.camera_encoders = build_camera_encoders(cfg, cameras)
-        self.point_tokens = (nn.ModuleDict({c: PointTokens(GOAL_POINTS, d) for c in cameras})
+        self.point_tokens = (nn.ModuleDict({c: PointTokens(GOAL_POINTS, d, lifted=cfg.lift_points) for c in cameras})
                              if cfg.point_tokens else None)
         per_camera = 1 + (cells[0] * cells[1] if cells else 0) + (GOAL_POINTS if cfg.point_tokens else 0)
         self.goal_image_encoder = CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d)
@@ -370,10 +416,13 @@ class MDTModel(nn.Module):
         return self.observation_tokens_and_heatmaps(images, state, goal)[0]
 
     def observation_tokens_and_heatmaps(self, images: dict[str, torch.Tensor], state: torch.Tensor | None,
-                                        goal: torch.Tensor | None = None
+                                        goal: torch.Tensor | None = None, geometry: PointGeometry | None = None
                                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """`observation_tokens`, and with `goal_heatmaps` {cam: (B, GOAL_POINTS, h2, w2)} heat-map
-        logits of each sample's current (last) frame ({} without)."""
+        logits of each sample's current (last) frame ({} without). geometry: required with `lift_points`."""
+        if self.cfg.lift_points != (geometry is not None):
+            raise ValueError("lift_points=True needs each frame's depth, calibration and end-effector position "
+                             "(PointGeometry); without it, give none")
         per_frame, heat = [], {}
         for cam in self.cameras:
             x = images[cam]
@@ -381,7 +430,8 @@ class MDTModel(nn.Module):
             tokens, maps = self.camera_encoders[cam].encode(x.flatten(0, 1), cond)  # (B·To, d) or (B·To, 1+cells, d)
             per_frame.append(tokens.reshape(x.shape[0], x.shape[1], -1, tokens.shape[-1]))
             if self.point_tokens is not None:
-                per_frame.append(self.point_tokens[cam](maps).view(x.shape[0], x.shape[1], GOAL_POINTS, -1))
+                lifted = geometry.offsets(cam, heatmap_points(maps), x.shape[-2:]) if geometry is not None else ()
+                per_frame.append(self.point_tokens[cam](maps, *lifted).view(x.shape[0], x.shape[1], GOAL_POINTS, -1))
             if maps is not None:
                 heat[cam] = maps.view(x.shape[0], x.shape[1], *maps.shape[1:])[:, -1]
         if self.state_in is not None:

@@ -36,13 +36,13 @@ from torch import nn
 
 from embodied import checkpoint
 from embodied.batching import histories_to_batch
-from embodied.data.format import ACTION, STATE, state_indices, video_key
+from embodied.data.format import ACTION, STATE, depth_key, extrinsics_key, intrinsics_key, state_indices, video_key
 from embodied.language import shared_encoder
 from embodied.normalize import MissingStatisticError, Normalizer
 from embodied.types import GOAL_UV, Action, Correction, EmbodimentSpec, Observation
 from policies.mdt import edm
 from policies.mdt.configuration import MDTConfig
-from policies.mdt.model import GOAL_POINTS, MDTModel
+from policies.mdt.model import GOAL_POINTS, MDTModel, PointGeometry
 from policies.mdt.perception import PERCEPTION_PARTS, PerceptionModel, load_perception
 from policies.mdt.vision import heatmap_loss, heatmap_points, random_shift, to_float_images
 
@@ -108,6 +108,7 @@ class MDTPolicy(nn.Module):
         located = tuple(k for k in spec.privileged if k != GOAL_UV)
         self._privileged_index = torch.tensor(state_indices(spec, located) if located else [], dtype=torch.long)
         self._uv_index = self._goal_uv_index(config, spec, self.cameras)
+        self._ee_index = self._lifting_ee_index(config, spec, self.cameras)
         needs = ("stage='perception'" if config.stage == "perception"
                  else f"localisation_weight={config.localisation_weight}" if config.localisation_weight > 0 else None)
         if needs and not located:
@@ -123,6 +124,20 @@ class MDTPolicy(nn.Module):
         self._low = torch.as_tensor(spec.action.low_array)
         self._high = torch.as_tensor(spec.action.high_array)
         self.reset(None)
+
+    @staticmethod
+    def _lifting_ee_index(config: MDTConfig, spec: EmbodimentSpec, cameras: tuple[str, ...]) -> torch.Tensor | None:
+        """(3,) where ee_pos sits in the flat state, with lift_points (which needs depth on every camera)."""
+        if not config.lift_points or config.stage != "policy":
+            return None
+        flat = [c for c in cameras if not spec.camera(c).depth]
+        if flat:
+            raise ValueError(f"lift_points=True lifts every camera's points through its depth, and {spec.name!r}'s "
+                             f"cameras {flat} have none; drop them (cameras=...) or set lift_points=False")
+        if "ee_pos" not in spec.state:
+            raise ValueError(f"lift_points=True places points relative to the end effector, and {spec.name!r}'s "
+                             f"state has no ee_pos (it has {list(spec.state)})")
+        return torch.tensor(state_indices(spec, ("ee_pos",)))
 
     @staticmethod
     def _goal_uv_index(config: MDTConfig, spec: EmbodimentSpec, cameras: tuple[str, ...]) -> torch.Tensor | None:
@@ -211,7 +226,8 @@ class MDTPolicy(nn.Module):
             return {"obs_horizon": self.config.obs_horizon, "action_horizon": self.config.chunk,
                     "cameras": self.cameras, "future_offset": None, "goal_frame": False}
         return {"obs_horizon": self.config.obs_horizon, "action_horizon": self.config.chunk,
-                "cameras": self.cameras, "future_offset": self.config.future_offset, "goal_frame": True}
+                "cameras": self.cameras, "future_offset": self.config.future_offset, "goal_frame": True,
+                "depth": self.config.lift_points}
 
     # ------------------------------------------------------------------ preprocessing
     def _images(self, frames: torch.Tensor, size: tuple[int, int], augment: bool) -> torch.Tensor:
@@ -243,15 +259,39 @@ class MDTPolicy(nn.Module):
         film = self.config.goal_film
         frames = {cam: torch.as_tensor(batch[video_key(cam)]) for cam in self.cameras}
         state = torch.as_tensor(batch[STATE], device=self.device).float()
-        if film and rows is not None:  # the CNNs see a sample once per goal
+        picked = rows.to(self.device) if film and rows is not None else None  # the CNNs see a sample once per goal
+        if picked is not None:
             frames = {cam: f[rows.to(f.device)] for cam, f in frames.items()}
-            state = state[rows]
+            state = state[picked]
         shifted = {cam: self._images_and_shifts(f, self.config.image_size, augment) for cam, f in frames.items()}
+        geometry = self._point_geometry(batch, state, {cam: s for cam, (_, s) in shifted.items()}, picked)
         state = self.normalizer.normalize(STATE, state)[..., self._state_index.to(self.device)]
         tokens, heat = self.model.observation_tokens_and_heatmaps({cam: x for cam, (x, _) in shifted.items()}, state,
-                                                                  goal if film else None)
+                                                                  goal if film else None, geometry)
         heat = {cam: (maps, shifted[cam][1][:, -1]) for cam, maps in heat.items()}
         return (tokens[rows] if rows is not None and not film else tokens), heat
+
+    def _point_geometry(self, batch: Mapping[str, Any], state: torch.Tensor, shifts: dict[str, torch.Tensor],
+                        picked: torch.Tensor | None) -> PointGeometry | None:
+        """With lift_points, the batch's depth, calibration and end-effector positions (raw state (R, To, S),
+        already picked by `picked`) for `model.PointGeometry`; else None."""
+        if self._ee_index is None:
+            return None
+        missing = [key for cam in self.cameras for key in (depth_key(cam), intrinsics_key(cam), extrinsics_key(cam))
+                   if key not in batch]
+        if missing:
+            raise KeyError(f"lift_points=True reads {missing}, which the batch lacks: train on datasets recorded with "
+                           "depth (`embodied collect --depth`) and act on observations that carry depth and "
+                           "calibration")
+
+        def read(key: str) -> torch.Tensor:
+            x = torch.as_tensor(batch[key], device=self.device).float()
+            return x if picked is None else x[picked]
+
+        return PointGeometry(depth={cam: read(depth_key(cam)) for cam in self.cameras},
+                             intrinsics={cam: read(intrinsics_key(cam)) for cam in self.cameras},
+                             extrinsics={cam: read(extrinsics_key(cam)) for cam in self.cameras},
+                             shift=shifts, ee_pos=state[..., self._ee_index.to(self.device)])
 
     def _language_goals(self, texts: list[str]) -> torch.Tensor:
         """(N,) instructions -> (N, d) goal tokens, from the frozen encoder's sentence vectors or, with
@@ -549,5 +589,5 @@ class MDTPolicy(nn.Module):
 
     def _batch_of_one(self) -> dict[str, Any]:
         return histories_to_batch([self._history], self._spec, self.cameras, self.config.obs_horizon,
-                                  [self.instruction])
+                                  [self.instruction], depth=self.config.lift_points)
 

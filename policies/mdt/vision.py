@@ -186,3 +186,32 @@ class CameraEncoder(nn.Module):
                              "feed images of the size in the policy's config")
         cells = self.cell_proj(f.flatten(2).transpose(1, 2)) + self.cell_pos  # (N, h'w', d) row-major
         return torch.cat([token[:, None], cells], dim=1), heat
+
+
+def lift_image_points(uv: torch.Tensor, depth: torch.Tensor, intrinsics: torch.Tensor,
+                      extrinsics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points in normalised image coordinates -> points in the world, through a depth image.
+
+    uv (N, M, 2) in [-1, 1] (`embodied.geometry.image_coordinates`' convention); depth (N, H, W) metres
+    along the optical axis, 0 = no reading; intrinsics (N, 3, 3) K in pixels of that (H, W) image;
+    extrinsics (N, 4, 4) T_world_cam, OpenCV axes. Returns (N, M, 3) world points (m) and (N, M) bool,
+    True where a depth reading was found. Each point takes the nearest surface within one pixel of its
+    own, so that a point a pixel off a small object's edge still lands on the object rather than on
+    what lies behind it. The ray direction is differentiable in uv; the depth lookup is not.
+    """
+    n = uv.shape[0]
+    h, w = depth.shape[-2:]
+    far = torch.where(depth > 0, depth, torch.full_like(depth, float("inf")))
+    nearest = -F.max_pool2d(-far[:, None], 3, stride=1, padding=1)[:, 0]  # (N, H, W) closest surface per 3x3
+    x = (uv[..., 0] + 1) * (w / 2)  # continuous pixel coordinates, pixel centres at i + 0.5
+    y = (uv[..., 1] + 1) * (h / 2)
+    col = x.detach().floor().long().clamp(0, w - 1)
+    row = y.detach().floor().long().clamp(0, h - 1)
+    z = nearest[torch.arange(n, device=uv.device)[:, None], row, col]  # (N, M)
+    found = torch.isfinite(z)
+    z = torch.where(found, z, torch.zeros_like(z))
+    fx, fy = intrinsics[:, None, 0, 0], intrinsics[:, None, 1, 1]
+    cx, cy = intrinsics[:, None, 0, 2], intrinsics[:, None, 1, 2]
+    camera = torch.stack([(x - cx) / fx * z, (y - cy) / fy * z, z], dim=-1)  # (N, M, 3) camera frame
+    world = camera @ extrinsics[:, :3, :3].transpose(1, 2) + extrinsics[:, None, :3, 3]
+    return world, found
