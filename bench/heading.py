@@ -15,9 +15,11 @@ generalising. For a policy with a localisation head (MDT's
 localisation_weight) it also gives how far from the object that head places
 it, beside always guessing the training data's mean position, and for one
 with goal heat maps (goal_heatmaps) the median pixel distance from each
-camera's map point to the object in that image. Last line: JSON with the
+camera's map point to the object in that image; for one that lifts those
+points through depth (lift_points), how far from the object's centre each
+camera's lifted point lands (median and worst, cm). Last line: JSON with the
 mean cosine and the share above 0.9 per task (and the localisation errors
-in cm, the pointing errors in px). `--no-heading` measures a perception
+in cm, the pointing errors in px, the lifting errors in cm). `--no-heading` measures a perception
 stage, which cannot act.
 """
 
@@ -122,6 +124,28 @@ def pointing_errors(checkpoint: str, task: str, seeds: Iterable[int]) -> dict[st
         return out
 
 
+def lifting_errors(checkpoint: str, task: str, seeds: Iterable[int]) -> dict[str, list[float]] | None:
+    """Per camera and seed, metres: how far the goal's subject, pointed at by that camera's heat map and
+    lifted through its depth (MDT's lift_points), lands from the subject's centre (the privileged
+    goal_points). None for a policy that does not lift its points."""
+    import torch
+
+    from embodied.data.format import depth_key, extrinsics_key, intrinsics_key
+    from policies.mdt.vision import lift_image_points
+
+    with _policy_in_env(checkpoint, task) as (policy, env):
+        if not getattr(policy.config, "lift_points", False):
+            return None
+        out: dict[str, list[float]] = {cam: [] for cam in policy.cameras}
+        for _, obs, batch in _first_observations(policy, env, task, seeds):
+            for cam, points in policy.point(batch).items():
+                current = [torch.as_tensor(batch[key(cam)])[:, -1] for key in (depth_key, intrinsics_key,
+                                                                               extrinsics_key)]
+                world, _ = lift_image_points(points[:, :1].float().cpu(), *current)
+                out[cam].append(float(np.linalg.norm(world[0, 0].numpy() - obs.state["goal_points"][:3])))
+        return out
+
+
 def summary(cosines: list[float], located: dict[str, list[float]] | None = None) -> dict[str, float]:
     """Mean cosine, share heading straight, seeds; with `located` (localisation_errors), the mean
     localisation error and the mean-guess error in cm."""
@@ -160,6 +184,12 @@ def main(argv: list[str] | None = None) -> dict:
         if pointed:
             r["pointing_px_median"] = {cam: float(np.median(e)) for cam, e in pointed.items() if e}
             line += "   heat map off by " + ", ".join(f"{v:.1f} px ({cam})" for cam, v in r["pointing_px_median"].items())
+        lifted = lifting_errors(args.checkpoint, task, seeds)
+        if lifted:
+            r["lifted_cm_median"] = {cam: 100 * float(np.median(e)) for cam, e in lifted.items()}
+            r["lifted_cm_max"] = {cam: 100 * float(np.max(e)) for cam, e in lifted.items()}
+            line += "   lifted point off by " + ", ".join(f"{r['lifted_cm_median'][cam]:.1f} cm ({cam}, worst "
+                                                        f"{r['lifted_cm_max'][cam]:.1f})" for cam in lifted)
         print(line)
     print(json.dumps(result))
     return result

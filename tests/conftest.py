@@ -35,3 +35,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def bench_module():
+    """Import a script of bench/ as a module (bench/ is a folder of scripts, not a package):
+    `bench_module("heading").summary`."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    def load(name: str):
+        sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.pop(0)
+
+    return load

@@ -116,7 +116,8 @@ def test_lifting_the_goal_uv_through_depth_finds_the_object_in_the_world():
     assert max(errors) < BLOCK_HALF * 3 ** 0.5 + 0.005, errors  # 2-3.3 cm measured: the surface, not the centre
 
 
-def test_a_lifting_policy_trains_on_depth_acts_in_the_sim_and_reads_the_depth(recorded, tmp_path, one_thread):
+def test_a_lifting_policy_trains_on_depth_acts_in_the_sim_and_reads_the_depth(recorded, tmp_path, one_thread,
+                                                                               bench_module):
     with_depth, without = recorded
     loop = {"batch_size": 8, "lr": 3e-3, "warmup_steps": 1, "log_every": 10, "num_workers": 0, "progress": False,
             "output_dir": str(tmp_path)}
@@ -148,6 +149,10 @@ def test_a_lifting_policy_trains_on_depth_acts_in_the_sim_and_reads_the_depth(re
         assert policy.act(obs).value.shape == (7,)
     finally:
         env.close()
+
+    heading = bench_module("heading")  # bench/heading.py: how far each camera's lifted point lands from the object
+    lifted = heading.lifting_errors(str(pretrained_dir(run)), "tabletop/pick-v0", range(100, 103))
+    assert set(lifted) == {"front", "wrist"} and all(len(e) == 3 and np.isfinite(e).all() for e in lifted.values())
 
     with pytest.raises(ValueError, match="recorded without the depth"):
         train(TrainConfig(dataset=(str(without),), policy="mdt", steps=1, name="flat", **loop), TINY)

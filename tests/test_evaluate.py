@@ -1,9 +1,7 @@
 """Evaluation of a tiny trained policy: eval_info.json, confidence intervals, videos, plot, README table."""
 
-import importlib
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +13,6 @@ from embodied.stats_ci import wilson_interval
 from embodied.types import SpecMismatchError
 
 TASK = "tabletop/reach-v0"
-
-
-def bench_module(name: str):
-    """A script of bench/ imported as a module (bench/ is a folder of scripts, not a package)."""
-    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.pop(0)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +116,7 @@ def test_a_checkpoint_for_another_embodiment_is_refused(run, tmp_path):
     assert not (tmp_path / EVAL_INFO).exists()
 
 
-def test_readme_table_is_generated_from_eval_info(evaluation):
+def test_readme_table_is_generated_from_eval_info(evaluation, bench_module):
     readme_tables = bench_module("readme_tables")
     info, _ = evaluation
     table = readme_tables.eval_table(info)
@@ -137,7 +126,7 @@ def test_readme_table_is_generated_from_eval_info(evaluation):
     assert f"**{info['mean_success']:.1%}**" in table
 
 
-def test_readme_blocks_are_filled_when_empty_and_replaced_when_stale(monkeypatch):
+def test_readme_blocks_are_filled_when_empty_and_replaced_when_stale(monkeypatch, bench_module):
     readme_tables = bench_module("readme_tables")
     monkeypatch.setattr(readme_tables, "TABLES", {"speed": lambda: "| a |\n| 1 |", "unmeasured": lambda: None})
     text = ("# R\n<!-- BEGIN:speed -->\n<!-- END:speed -->\nmiddle\n<!-- BEGIN:unmeasured -->\nold words\n"
@@ -162,7 +151,7 @@ def test_wilson_interval_matches_known_values():
         wilson_interval(3, 2)
 
 
-def test_success_note_says_the_settings_overrides_and_the_fit_on_demo_seeds(tmp_path, monkeypatch):
+def test_success_note_says_the_settings_overrides_and_the_fit_on_demo_seeds(tmp_path, monkeypatch, bench_module):
     readme_tables = bench_module("readme_tables")
     monkeypatch.setattr(readme_tables, "RESULTS", tmp_path)
     (tmp_path / "success").mkdir()
@@ -204,7 +193,7 @@ def test_success_note_says_the_settings_overrides_and_the_fit_on_demo_seeds(tmp_
     assert "heads for" not in readme_tables.success()
 
 
-def test_heading_gives_one_cosine_per_seed_and_repeats(run):
+def test_heading_gives_one_cosine_per_seed_and_repeats(run, bench_module):
     """bench/heading.py: where a policy's first chunk goes, against where the goal's object is."""
     heading_cosines = bench_module("heading").heading_cosines
     summary = bench_module("heading").summary
@@ -215,7 +204,7 @@ def test_heading_gives_one_cosine_per_seed_and_repeats(run):
     assert s["seeds"] == 3 and s["mean_cosine"] == pytest.approx(sum(cosines) / 3)
 
 
-def test_localisation_errors_say_where_the_policy_places_the_object(run, tmp_path):
+def test_localisation_errors_say_where_the_policy_places_the_object(run, tmp_path, bench_module):
     """For an MDT with a localisation head: per seed, how far from the goal's object it places it, beside the
     error of always guessing the training data's mean position; a policy without the head gives None."""
     import dataclasses
@@ -241,7 +230,7 @@ def test_localisation_errors_say_where_the_policy_places_the_object(run, tmp_pat
                                     data.stats).locate({})
 
 
-def test_pointing_errors_say_how_far_the_heat_maps_point_from_the_object(run, tmp_path):
+def test_pointing_errors_say_how_far_the_heat_maps_point_from_the_object(run, tmp_path, bench_module):
     """For an MDT with goal heat maps: per camera, the pixel distance from its map's point to the goal's
     object in that image, over the seeds where the object is in view; None without heat maps."""
     from embodied.data import open_dataset
