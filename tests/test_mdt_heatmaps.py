@@ -29,7 +29,7 @@ from embodied.types import GOAL_UV, Observation
 from policies.mdt import MDTConfig, MDTPolicy
 from policies.mdt.model import PointTokens
 from policies.mdt.policy import rows_naming_the_object
-from policies.mdt.vision import CameraEncoder, heatmap_loss, heatmap_points, random_shift
+from policies.mdt.vision import CameraEncoder, heatmap_loss, heatmap_peak_points, heatmap_points, random_shift
 
 TINY = MDTConfig(cnn_widths=(8, 16, 16), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=2,
                  image_size=(32, 32), mgf_image_size=(16, 16), mgf_patch=8, mgf_dim=32, cla_dim=16,
@@ -92,6 +92,21 @@ def test_heatmap_loss_skips_points_out_of_view():
     seen = heatmap_loss(logits, torch.tensor([[[0.9, -0.9]], [[2.0, 0.0]]]))  # one in view: top-right cell
     seen.backward()
     assert logits.grad[1].abs().sum() == 0 and logits.grad[0, 0, 0, 3] < 0
+
+
+def test_a_peak_readout_stays_on_one_object_where_the_map_hesitates_between_two():
+    cells = (2 * torch.arange(16) + 1) / 16 - 1  # cell centres, normalised
+    logits = torch.full((3, 1, 16, 16), -10.0)
+    logits[0, 0, 2, 3], logits[0, 0, 12, 11] = 5.0, 4.8  # two objects; the map slightly prefers the first
+    logits[1, 0, 6, 8] = logits[1, 0, 6, 9] = 5.0  # one object between two cells
+    logits[2, 0, 0, 15] = 5.0  # at the image's corner
+    expected, peak = heatmap_points(logits)[:, 0], heatmap_peak_points(logits)[:, 0]
+    assert torch.allclose(peak[0], torch.stack([cells[3], cells[2]]), atol=1e-3)  # on the likelier object
+    assert expected[0, 0] > cells[6]  # the full expectation falls far between them, on neither
+    assert torch.allclose(peak[1], torch.stack([(cells[8] + cells[9]) / 2, cells[6]]), atol=1e-3)
+    assert torch.allclose(peak[2], torch.stack([cells[15], cells[0]]), atol=1e-3)
+    with pytest.raises(ValueError, match="point_readout='mode'"):
+        dataclasses.replace(TINY, point_readout="mode")
 
 
 @pytest.fixture(scope="module")

@@ -117,6 +117,11 @@ class MDTConfig:
     # datasets recorded with depth (`embodied collect --depth`) and an `ee_pos` state entry; the
     # runner's observations carry depth and calibration. A policy-stage field. Beyond MDT.
     lift_points: bool = False
+    # How point_tokens (and lift_points) read a heat map's point: "expected", its expectation over every
+    # cell; "peak", the expectation over the 3x3 cells around its highest one (vision.heatmap_peak_points),
+    # which stays on one object where the map hesitates between two instead of falling between them.
+    # A policy-stage field: the perception stage trains the maps the same way for both.
+    point_readout: str = "expected"
 
     # --- perception pretraining ------------------------------------------------------------------
     # "policy" learns actions. "perception" trains only the camera CNNs and the language-goal MLP, with a
@@ -160,6 +165,8 @@ class MDTConfig:
             problems.append("point_tokens=True needs goal_heatmaps=True: the tokens are the heat maps' points")
         if self.lift_points and not self.point_tokens:
             problems.append("lift_points=True needs point_tokens=True: the lifted points join those tokens")
+        if self.point_readout not in ("expected", "peak"):
+            problems.append(f"point_readout={self.point_readout!r}: choose 'expected' or 'peak'")
         if self.perception_lr_scale < 0:
             problems.append(f"perception_lr_scale={self.perception_lr_scale} must be >= 0 (0 freezes the parts "
                             "perception_init copies)")

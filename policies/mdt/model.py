@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from embodied.language import MAX_TOKENS
 from policies.mdt.configuration import MDTConfig
-from policies.mdt.vision import CameraEncoder, feature_map_size, heatmap_points, lift_image_points
+from policies.mdt.vision import HEATMAP_READOUTS, CameraEncoder, feature_map_size, lift_image_points
 
 # ---------------------------------------------------------------------------------- attention
 
@@ -240,8 +240,8 @@ def build_camera_encoders(cfg: MDTConfig, cameras: tuple[str, ...]) -> nn.Module
 class PointTokens(nn.Module):
     """One camera's goal heat maps -> one token per map: where it points and how sure it is.
 
-    (N, M, h, w) logits -> (N, M, d). Each token reads the map's expected point (u, v) in [-1, 1]
-    through Fourier features (octaves 1..2^(bands-1), so that a pixel's difference is visible to a
+    (N, M, h, w) logits -> (N, M, d). Each token reads the map's point (u, v) in [-1, 1], as `readout`
+    (a key of vision.HEATMAP_READOUTS) takes it, through Fourier features (octaves 1..2^(bands-1), so that a pixel's difference is visible to a
     linear layer) and its peak probability (low when the object is out of view and the map is flat),
     plus a learned embedding of which point it is (the goal's subject or its destination).
 
@@ -250,8 +250,9 @@ class PointTokens(nn.Module):
     offset / LIFT_RANGE_M (periods down to about 3 cm), and whether a depth reading was found.
     """
 
-    def __init__(self, points: int, d: int, bands: int = 6, lifted: bool = False):
+    def __init__(self, points: int, d: int, bands: int = 6, lifted: bool = False, readout: str = "expected"):
         super().__init__()
+        self.readout = HEATMAP_READOUTS[readout]
         self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(bands), persistent=False)
         self.lifted = lifted
         width = 2 + 4 * bands + 1 + ((3 + 6 * bands + 1) if lifted else 0)
@@ -264,7 +265,7 @@ class PointTokens(nn.Module):
         if self.lifted != (offsets is not None and found is not None):
             raise ValueError("a PointTokens built with lifted=True takes offsets and found, and one without takes "
                              "neither")
-        uv = heatmap_points(logits)  # (N, M, 2)
+        uv = self.readout(logits)  # (N, M, 2)
         peak = logits.flatten(2).softmax(-1).amax(-1, keepdim=True)  # (N, M, 1)
         features = [uv, *self._fourier(uv), peak]
         if offsets is not None:
@@ -361,7 +362,9 @@ class MDTModel(nn.Module):
         d = cfg.d_model
         cells = feature_map_size(cfg.image_size, len(cfg.cnn_widths)) if cfg.spatial_tokens else None
         self.camera_encoders = build_camera_encoders(cfg, cameras)
-        self.point_tokens = (nn.ModuleDict({c: PointTokens(GOAL_POINTS, d, lifted=cfg.lift_points) for c in cameras})
+        self.point_tokens = (nn.ModuleDict({c: PointTokens(GOAL_POINTS, d, lifted=cfg.lift_points,
+                                                                  readout=cfg.point_readout)
+                                            for c in cameras})
                              if cfg.point_tokens else None)
         per_camera = 1 + (cells[0] * cells[1] if cells else 0) + (GOAL_POINTS if cfg.point_tokens else 0)
         self.goal_image_encoder = CameraEncoder(cfg.cnn_widths, cfg.cnn_groups, d)
@@ -430,7 +433,8 @@ class MDTModel(nn.Module):
             tokens, maps = self.camera_encoders[cam].encode(x.flatten(0, 1), cond)  # (B·To, d) or (B·To, 1+cells, d)
             per_frame.append(tokens.reshape(x.shape[0], x.shape[1], -1, tokens.shape[-1]))
             if self.point_tokens is not None:
-                lifted = geometry.offsets(cam, heatmap_points(maps), x.shape[-2:]) if geometry is not None else ()
+                uv = HEATMAP_READOUTS[self.cfg.point_readout](maps)
+                lifted = geometry.offsets(cam, uv, x.shape[-2:]) if geometry is not None else ()
                 per_frame.append(self.point_tokens[cam](maps, *lifted).view(x.shape[0], x.shape[1], GOAL_POINTS, -1))
             if maps is not None:
                 heat[cam] = maps.view(x.shape[0], x.shape[1], *maps.shape[1:])[:, -1]

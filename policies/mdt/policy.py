@@ -44,7 +44,7 @@ from policies.mdt import edm
 from policies.mdt.configuration import MDTConfig
 from policies.mdt.model import GOAL_POINTS, MDTModel, PointGeometry
 from policies.mdt.perception import PERCEPTION_PARTS, PerceptionModel, load_perception
-from policies.mdt.vision import heatmap_loss, heatmap_points, random_shift, to_float_images
+from policies.mdt.vision import HEATMAP_READOUTS, heatmap_loss, random_shift, to_float_images
 
 POLICY_CLASS = "policies.mdt.policy:MDTPolicy"
 FUTURE_PREFIX = "future.images."
@@ -536,7 +536,7 @@ class MDTPolicy(nn.Module):
     def point(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """{cam: (B, GOAL_POINTS, 2)} where the goal heat maps put the goal's subject and destination in
         each camera's current image under ``batch["task"]``, in GOAL_UV's normalised coordinates (the
-        image spans [-1, 1]). Needs a policy built with goal_heatmaps."""
+        image spans [-1, 1]), read as the config's point_readout says. Needs a policy built with goal_heatmaps."""
         if not self.config.goal_heatmaps:
             raise ValueError("this policy has no goal heat maps: build it with goal_heatmaps=True")
         with self._inference():
@@ -546,7 +546,8 @@ class MDTPolicy(nn.Module):
             else:
                 heat = {cam: maps for cam, (maps, _) in
                         self._observation_tokens_and_heatmaps(batch, augment=False, goal=goal)[1].items()}
-            return {cam: heatmap_points(maps) for cam, maps in heat.items()}
+            readout = HEATMAP_READOUTS[self.config.point_readout]
+            return {cam: readout(maps) for cam, maps in heat.items()}
 
     def reset(self, instruction: str | None = None) -> None:
         """Start an episode: clear the action queue and history; `instruction` is the task (or None to take

@@ -91,6 +91,32 @@ def heatmap_points(logits: torch.Tensor) -> torch.Tensor:
     return torch.stack([u, v], dim=-1)
 
 
+def heatmap_peak_points(logits: torch.Tensor, radius: int = 1) -> torch.Tensor:
+    """(N, M, h, w) heat-map logits -> (N, M, 2): each map's point at its peak, in normalised image coordinates.
+
+    The expected point over the window of (2·radius + 1)² cells around the map's highest cell (maps of at
+    least that size), weighted by the map's softmax there. Where a map is unsure between two objects, its expectation over every cell
+    (`heatmap_points`) falls between them, on neither; this point stays on the likelier one, and still
+    falls between cell centres where the map says so. Differentiable in the logits inside the window.
+    """
+    h, w = logits.shape[2:]
+    flat = logits.flatten(2)
+    top = flat.argmax(-1)  # (N, M)
+    row, col = top // w, top % w
+    k = torch.arange(2 * radius + 1, device=logits.device)
+    # At an edge the window slides inwards, so that it still holds the peak and no cell twice.
+    rows = (row - radius).clamp(0, max(h - 2 * radius - 1, 0))[..., None] + k  # (N, M, K)
+    cols = (col - radius).clamp(0, max(w - 2 * radius - 1, 0))[..., None] + k
+    cells = (rows[..., :, None] * w + cols[..., None, :]).flatten(-2)  # (N, M, K²)
+    p = flat.gather(-1, cells).softmax(-1)
+    u = cell_centres(w, logits.device, logits.dtype)[cells % w]
+    v = cell_centres(h, logits.device, logits.dtype)[cells // w]
+    return torch.stack([(p * u).sum(-1), (p * v).sum(-1)], dim=-1)
+
+
+HEATMAP_READOUTS = {"expected": heatmap_points, "peak": heatmap_peak_points}
+
+
 def heatmap_loss(logits: torch.Tensor, uv: torch.Tensor) -> torch.Tensor | None:
     """Dense supervision of where named points are in an image (CLIPort/Transporter-style pixel labels).
 
