@@ -157,3 +157,43 @@ def test_state_keys_choose_the_state_entries_the_policy_reads(dataset):
     assert torch.equal(policy.predict(batch | {fmt.STATE: state}), policy.predict(batch))
     state[..., fmt.state_indices(dataset.spec, ("ee_pos",))] += 1.0
     assert not torch.allclose(policy.predict(batch | {fmt.STATE: state}), policy.predict(batch))
+
+
+@pytest.fixture(scope="module")
+def tabletop_states(tmp_path_factory):
+    """Two real state-only pick demonstrations: ee_pos and the privileged goal_points (object, destination)."""
+    from embodied.collect import CollectConfig, collect
+
+    root = tmp_path_factory.mktemp("pick") / "data"
+    collect(CollectConfig(tasks=("tabletop/pick-v0",), episodes_per_task=2, cameras=(), workers=1, out=root),
+            progress=False)
+    return open_dataset(root)
+
+
+def test_hand_relative_points_are_read_as_offsets_from_the_hand(tabletop_states):
+    spec = tabletop_states.spec
+    config = dataclasses.replace(CONFIG, cameras=(), state_keys=("gripper",), hand_relative=("goal_points",))
+    torch.manual_seed(0)
+    policy = BCPolicy.from_dataset_meta(config, spec, tabletop_states.stats)
+    batch = batch_of(tabletop_states, policy)
+    state = batch[fmt.STATE]
+    hand, points = (state[..., fmt.state_indices(spec, (k,))] for k in ("ee_pos", "goal_points"))
+    offsets = policy.hand_relative_offsets(state)  # (B, To, 6): object then destination, in tenths of a metre
+    assert torch.allclose(offsets, (points - hand.repeat(1, 1, 2)) / 0.1)
+    assert offsets.abs().max() > 0.5  # the hand starts well away from the object
+
+    moved = state.clone()
+    for key in ("ee_pos", "goal_points"):  # the hand and the object move together: the same offsets
+        idx = fmt.state_indices(spec, (key,))
+        moved[..., idx] += torch.tensor([0.05, -0.02, 0.01]).repeat(len(idx) // 3)
+    assert torch.allclose(policy.predict(batch | {fmt.STATE: moved}), policy.predict(batch), atol=1e-5)
+    moved[..., fmt.state_indices(spec, ("goal_points",))[:3]] += 0.05  # the object alone moves
+    assert not torch.allclose(policy.predict(batch | {fmt.STATE: moved}), policy.predict(batch), atol=1e-3)
+
+
+def test_hand_relative_entries_must_be_points_of_the_state(tabletop_states):
+    for keys, message in ((("gripper",), "'gripper' has 1 values, not 3-d points"),
+                          (("cup_pos",), "'cup_pos' is not in the state")):
+        with pytest.raises(ValueError, match=message):
+            BCPolicy.from_dataset_meta(dataclasses.replace(CONFIG, cameras=(), hand_relative=keys),
+                                       tabletop_states.spec, tabletop_states.stats)

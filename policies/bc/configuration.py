@@ -24,6 +24,12 @@ class BCConfig:
     instruction is their RT-H language motion ("move arm left") instead of the
     task, so that motions given as corrections are understood.
     hold_steps: control ticks a correction replaces the task instruction.
+    hand_relative: state entries that hold 3-D points (k × 3 metres, world frame, e.g. tracked object
+    positions) which the policy also reads as offsets from the end effector's `ee_pos`, in units of
+    HAND_RELATIVE_UNIT_M, whether or not state_keys also reads them as they are (naming a privileged
+    entry here reads it, as naming it in state_keys does). The arm's ee_delta
+    actions live in that frame, so "the object is 3 cm left of the hand" is nearly the action, where
+    absolute positions leave the network to learn the subtraction from a few dozen demonstrations.
     """
 
     obs_horizon: int = 1
@@ -38,12 +44,14 @@ class BCConfig:
     language_model: str | None = None
     language_motion_prob: float = 0.0
     hold_steps: int = 20
+    hand_relative: tuple[str, ...] = ()
     state_norm: Literal["mean_std", "min_max", "bounds_q99", "identity"] = "mean_std"
     action_norm: Literal["mean_std", "min_max", "bounds_q99", "identity"] = "min_max"
     image_norm: Literal["mean_std", "identity"] = "mean_std"
 
     def __post_init__(self) -> None:
         self.state_keys = tuple(self.state_keys)
+        self.hand_relative = tuple(self.hand_relative)
         if self.obs_horizon < 1 or self.action_horizon < 1:
             raise ValueError(f"obs_horizon and action_horizon must be >= 1, got {self.obs_horizon}, "
                              f"{self.action_horizon}")
