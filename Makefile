@@ -49,6 +49,7 @@ bench-deploy: install
 bench-learning: install
 	$(PY) bench/success.py
 	$(PY) bench/metaworld_mdt.py
+	$(PY) bench/hand_relative.py
 	$(MAKE) readme-tables
 
 readme-tables: install

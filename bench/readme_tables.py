@@ -263,7 +263,24 @@ def correction_following() -> str | None:
     return text + "."
 
 
-TABLES = {"correction_following": correction_following, "robot_link": robot_link, "deploy_parity": deploy_parity, "policy_speed": policy_speed, "train_throughput": train_throughput, "metaworld": metaworld, "demo": demo, "success": success, "expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
+def hand_relative() -> str | None:
+    d = _load("hand_relative")
+    if d is None:
+        return None
+    s = d["settings"]
+    rows = ["| family | absolute | hand-relative | ratio |", "|---|---:|---:|---:|"]
+    for fam, r in d["families"].items():
+        ratio = f"{r['ratio']:.2f}×" if r["ratio"] is not None else "–"
+        rows.append(f"| {fam} | {r['absolute']:.0%} | {r['hand_relative']:.0%} | {ratio} |")
+    rows.append(f"\nMean **{d['mean_absolute']:.1%}** absolute vs **{d['mean_hand_relative']:.1%}** hand-relative "
+                f"({d['ratio']:.2f}×): state-only BC on the simulator's exact object positions, "
+                f"{s['demos_per_family']} demos and {s['steps']} steps at batch {s['batch_size']} per family and "
+                f"policy, {s['episodes_per_family']} unseen episodes per family (seeds from {s['eval_seed0']}), "
+                f"{d['wall_minutes']:.0f} min on {s['cpu_count']} CPU cores (`python bench/hand_relative.py`).")
+    return "\n".join(rows)
+
+
+TABLES = {"hand_relative": hand_relative, "correction_following": correction_following, "robot_link": robot_link, "deploy_parity": deploy_parity, "policy_speed": policy_speed, "train_throughput": train_throughput, "metaworld": metaworld, "demo": demo, "success": success, "expert_success": expert_success, "sim_throughput": sim_throughput, "metaworld_experts": metaworld_experts,
           "eval_success": lambda: _eval_results("success"), "eval_metaworld": lambda: _eval_results("metaworld")}
 
 
