@@ -120,7 +120,9 @@ class MDTConfig:
     # How point_tokens (and lift_points) read a heat map's point: "expected", its expectation over every
     # cell; "peak", the expectation over the 3x3 cells around its highest one (vision.heatmap_peak_points),
     # which stays on one object where the map hesitates between two instead of falling between them.
-    # A policy-stage field: the perception stage trains the maps the same way for both.
+    # A policy-stage field: the perception stage trains the maps the same way for both. On unseen tabletop
+    # scenes the two lift to the same far misses: the maps that miss point at another object with
+    # confidence (docs/architecture.md).
     point_readout: str = "expected"
 
     # --- perception pretraining ------------------------------------------------------------------
