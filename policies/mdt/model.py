@@ -241,9 +241,9 @@ class PointTokens(nn.Module):
     """One camera's goal heat maps -> one token per map: where it points and how sure it is.
 
     (N, M, h, w) logits -> (N, M, d). Each token reads the map's point (u, v) in [-1, 1], as `readout`
-    (a key of vision.HEATMAP_READOUTS) takes it, through Fourier features (octaves 1..2^(bands-1), so that a pixel's difference is visible to a
-    linear layer) and its peak probability (low when the object is out of view and the map is flat),
-    plus a learned embedding of which point it is (the goal's subject or its destination).
+    (a key of vision.HEATMAP_READOUTS) takes it, through Fourier features (octaves 1..2^(bands-1), so
+    that a pixel's difference is visible to a linear layer) and its peak probability (low when the object
+    is out of view and the map is flat), plus a learned embedding of which point it is (the goal's subject or its destination).
 
     With `lifted`, a token also reads the point lifted to 3-D (`vision.lift_image_points`) as an
     offset from the end effector, (N, M, 3) metres in the world frame, through Fourier features of
@@ -260,12 +260,13 @@ class PointTokens(nn.Module):
         self.which = nn.Parameter(torch.randn(points, d) * 0.02)
 
     def forward(self, logits: torch.Tensor, offsets: torch.Tensor | None = None,
-                found: torch.Tensor | None = None) -> torch.Tensor:
-        """logits (N, M, h, w); with `lifted`, offsets (N, M, 3) metres and found (N, M) bool -> (N, M, d)."""
+                found: torch.Tensor | None = None, uv: torch.Tensor | None = None) -> torch.Tensor:
+        """logits (N, M, h, w); with `lifted`, offsets (N, M, 3) metres and found (N, M) bool -> (N, M, d).
+        uv: the maps' points as `self.readout` gives them, where the caller has already read them (lifting)."""
         if self.lifted != (offsets is not None and found is not None):
             raise ValueError("a PointTokens built with lifted=True takes offsets and found, and one without takes "
                              "neither")
-        uv = self.readout(logits)  # (N, M, 2)
+        uv = self.readout(logits) if uv is None else uv  # (N, M, 2)
         peak = logits.flatten(2).softmax(-1).amax(-1, keepdim=True)  # (N, M, 1)
         features = [uv, *self._fourier(uv), peak]
         if offsets is not None:
@@ -433,9 +434,10 @@ class MDTModel(nn.Module):
             tokens, maps = self.camera_encoders[cam].encode(x.flatten(0, 1), cond)  # (B·To, d) or (B·To, 1+cells, d)
             per_frame.append(tokens.reshape(x.shape[0], x.shape[1], -1, tokens.shape[-1]))
             if self.point_tokens is not None:
-                uv = HEATMAP_READOUTS[self.cfg.point_readout](maps)
+                uv = self.point_tokens[cam].readout(maps)  # read once: for the tokens and for lifting
                 lifted = geometry.offsets(cam, uv, x.shape[-2:]) if geometry is not None else ()
-                per_frame.append(self.point_tokens[cam](maps, *lifted).view(x.shape[0], x.shape[1], GOAL_POINTS, -1))
+                per_frame.append(self.point_tokens[cam](maps, *lifted, uv=uv)
+                                 .view(x.shape[0], x.shape[1], GOAL_POINTS, -1))
             if maps is not None:
                 heat[cam] = maps.view(x.shape[0], x.shape[1], *maps.shape[1:])[:, -1]
         if self.state_in is not None:

@@ -95,9 +95,10 @@ def heatmap_peak_points(logits: torch.Tensor, radius: int = 1) -> torch.Tensor:
     """(N, M, h, w) heat-map logits -> (N, M, 2): each map's point at its peak, in normalised image coordinates.
 
     The expected point over the window of (2·radius + 1)² cells around the map's highest cell (maps of at
-    least that size), weighted by the map's softmax there. Where a map is unsure between two objects, its expectation over every cell
-    (`heatmap_points`) falls between them, on neither; this point stays on the likelier one, and still
-    falls between cell centres where the map says so. Differentiable in the logits inside the window.
+    least that size), weighted by the map's softmax there. Where a map is unsure between two objects, its
+    expectation over every cell (`heatmap_points`) falls between them, on neither; this point stays on the
+    likelier one, and still falls between cell centres where the map says so. Differentiable in the logits
+    inside the window.
     """
     h, w = logits.shape[2:]
     flat = logits.flatten(2)
