@@ -117,6 +117,22 @@ def test_lifting_the_goal_uv_through_depth_finds_the_object_in_the_world():
     assert max(errors) < BLOCK_HALF * 3 ** 0.5 + 0.005, errors  # 2-3.3 cm measured: the surface, not the centre
 
 
+def test_a_point_takes_the_nearest_surface_within_one_pixel_even_at_the_image_border():
+    """A point a pixel beside a near object lands on it; a point with no reading within a pixel is not found."""
+    depth = torch.full((1, 8, 8), 2.0)
+    depth[0, 3, 3] = 0.5                 # a small near object
+    depth[0, 0, 7] = 0.25                # another in the top-right corner pixel
+    depth[0, 6:, :2] = 0.0               # no reading in the bottom-left corner
+    pixel = lambda col, row: [(col + 0.5) / 4 - 1, (row + 0.5) / 4 - 1]  # noqa: E731 - pixel centre -> [-1, 1]
+    uv = torch.tensor([[pixel(4, 4), pixel(5, 5), pixel(6, 0), pixel(0, 7), pixel(0, 0)]])
+    eye = torch.eye(4)[None]
+    k = torch.tensor([[[4.0, 0, 4], [0, 4, 4], [0, 0, 1]]])
+    world, found = lift_image_points(uv, depth, k, eye)
+    assert found.tolist() == [[True, True, True, False, True]]
+    assert world[0, :, 2].tolist() == [0.5, 2.0, 0.25, 0.0, 2.0]  # camera = world frame here: z is the depth
+    assert torch.allclose(world[0, 0, :2], torch.tensor([0.5 * 0.5 / 4, 0.5 * 0.5 / 4]))  # ray through (4.5, 4.5)
+
+
 def test_a_lifting_policy_trains_on_depth_acts_in_the_sim_and_reads_the_depth(recorded, tmp_path, one_thread,
                                                                                bench_module):
     with_depth, without = recorded
