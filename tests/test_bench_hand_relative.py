@@ -16,9 +16,10 @@ def test_a_tiny_run_trains_both_readings_and_reports_them_side_by_side(tmp_path,
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == json.loads((tmp_path / "results" / "hand_relative.json").read_text()) == result
     runs = {p.name for p in (tmp_path / "work" / "pick" / "runs").iterdir()}
-    assert runs == {"absolute_2demos_b8", "hand_relative_2demos_b8"}
-    config = json.loads((tmp_path / "work" / "pick" / "runs" / "hand_relative_2demos_b8" / "config.json").read_text())
+    assert runs == {"absolute_2demos_b8_x5", "hand_relative_2demos_b8_x5"}  # replanning every 5 actions
+    config = json.loads((tmp_path / "work" / "pick" / "runs" / "hand_relative_2demos_b8_x5" / "config.json").read_text())
     assert config["policy"]["hand_relative"] == ["goal_points"] and "goal_points" not in config["policy"]["state_keys"]
+    assert config["policy"]["n_action_steps"] == 5 and result["settings"]["execute_steps"] == 5
 
 
 def test_it_refuses_families_it_does_not_measure(bench_module):

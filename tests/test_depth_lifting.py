@@ -123,7 +123,7 @@ def test_a_point_takes_the_nearest_surface_within_one_pixel_even_at_the_image_bo
     depth[0, 3, 3] = 0.5                 # a small near object
     depth[0, 0, 7] = 0.25                # another in the top-right corner pixel
     depth[0, 6:, :2] = 0.0               # no reading in the bottom-left corner
-    pixel = lambda col, row: [(col + 0.5) / 4 - 1, (row + 0.5) / 4 - 1]  # noqa: E731 - pixel centre -> [-1, 1]
+    pixel = lambda col, row: [(col + 0.5) / 4 - 1, (row + 0.5) / 4 - 1]  # pixel centre -> [-1, 1]
     uv = torch.tensor([[pixel(4, 4), pixel(5, 5), pixel(6, 0), pixel(0, 7), pixel(0, 0)]])
     eye = torch.eye(4)[None]
     k = torch.tensor([[[4.0, 0, 4], [0, 4, 4], [0, 0, 1]]])

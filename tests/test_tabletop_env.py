@@ -22,6 +22,7 @@ from embodied import registry
 from embodied.sim import GymEmbodiment
 from envs.tabletop import FAMILIES, LONG_HORIZON_FAMILIES, SINGLE_STEP_FAMILIES, env_id
 from envs.tabletop.env import TabletopEnv
+from envs.tabletop.tasks import PUSH_DIRECTIONS, PUSH_DISTANCE
 
 
 def _checked(env) -> list[str]:
@@ -305,3 +306,22 @@ def test_goal_points_say_where_the_goals_object_is_and_where_it_must_go():
     store = TabletopEnv(task="put-in-drawer", cameras=())
     obs, _ = store.reset(seed=3)
     np.testing.assert_allclose(obs["state"]["goal_points"][3:], store.world.drawer_center(), atol=1e-6)
+
+
+def test_a_pushs_destination_is_the_spot_on_the_table_the_push_must_reach_and_it_stays_put():
+    """Push names only a direction; its destination point says where that leaves the object (PUSH_DISTANCE
+    along it from where the object started), so that how far is left to push is in the state."""
+    env = TabletopEnv(task="push", cameras=())
+    obs, _ = env.reset(seed=5)
+    name, direction = env.goal.params["object"], np.array(PUSH_DIRECTIONS[env.goal.params["direction"]])
+    start = env.world.pos(name)
+    target = obs["state"]["goal_points"][3:]
+    np.testing.assert_allclose(target[:2], start[:2] + PUSH_DISTANCE * direction, atol=1e-5)
+    expert, done, success = env.make_expert(), False, False
+    expert.reset()
+    while not done:
+        obs, _, done, truncated, info = env.step(expert.act())
+        success, done = info["success"], done or truncated
+    assert success
+    np.testing.assert_allclose(obs["state"]["goal_points"][3:], target)  # fixed, while the object moved
+    assert np.linalg.norm(env.world.pos(name)[:2] - target[:2]) < 0.03  # and the push left it there

@@ -80,8 +80,10 @@ def goal_points(goal: Goal, world: World) -> np.ndarray:
     The subject is the goal's object (the top block of a stack; for tasks of
     several steps, their first object), the drawer front for the drawer
     tasks, the hand for a language motion; the destination is the container,
-    the block beneath, the reference object or the drawer, else the subject
-    itself. Privileged state: a policy may learn to predict it from pixels
+    the block beneath, the reference object, the drawer, for a push the spot
+    on the table PUSH_DISTANCE along its direction from where the object
+    started (fixed for the episode: how far is left to push is then in the
+    state), else the subject itself. Privileged state: a policy may learn to predict it from pixels
     (MDT's `localisation_weight`), never read it.
     """
     p = goal.params
@@ -93,6 +95,8 @@ def goal_points(goal: Goal, world: World) -> np.ndarray:
         destination = world.pos(other)
     elif goal.family in ("put-in-drawer", "drawer-store"):
         destination = world.drawer_center()
+    elif "target" in p:  # a push: a spot on the table, fixed when the episode starts
+        destination = np.asarray(p["target"], float)
     else:
         destination = subject
     return np.concatenate([subject, destination]).astype(np.float32)
@@ -229,7 +233,8 @@ class Push(Task):
             return along >= 0.07 and lateral <= 0.05 and abs(w.pos(x)[2] - half) < 0.01 and w.settled(x)
 
         words = {"obj": describe(layout, self.scene, x, rng), "dir": _PUSH_WORDS[name]}
-        return self._single(rng, words, success, {"object": x, "direction": name})
+        target = [*(p + d * PUSH_DISTANCE).tolist(), half]  # where the expert's push leaves the object (m)
+        return self._single(rng, words, success, {"object": x, "direction": name, "target": target})
 
 
 class Stack(Task):
