@@ -19,9 +19,9 @@ Both train 15 000 steps and replan every 5 actions of their 10-action chunks
 (on stack, 3 000 steps and whole chunks scored 3% of 30 unseen episodes, 15 000
 steps 20%, 15 000 steps replanning every 5 actions 43%: the defaults are what
 the policy needs, not what is quick). Both are evaluated on the same unseen
-seeds (from 10000). Prints a table and,
-as its LAST line, one JSON object: per family both success rates and their
-ratio, the means, and the settings. It writes bench/results/hand_relative.json.
+seeds (from 10000). Prints a table and, as its LAST line, one JSON object: per
+family both success rates and their ratio, the means, and the settings. It
+writes bench/results/hand_relative.json.
 """
 
 from __future__ import annotations

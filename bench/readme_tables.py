@@ -275,7 +275,8 @@ def hand_relative() -> str | None:
     rows.append(f"\nMean **{d['mean_absolute']:.1%}** absolute vs **{d['mean_hand_relative']:.1%}** hand-relative "
                 f"({d['ratio']:.2f}×): state-only BC on the simulator's exact object positions, "
                 f"{s['demos_per_family']} demos and {s['steps']} steps at batch {s['batch_size']} per family and "
-                f"policy, replanning every {s.get('execute_steps', 10)} actions, {s['episodes_per_family']} unseen episodes per family (seeds from {s['eval_seed0']}), "
+                f"policy, replanning every {s.get('execute_steps', 10)} actions, "
+                f"{s['episodes_per_family']} unseen episodes per family (seeds from {s['eval_seed0']}), "
                 f"{d['wall_minutes']:.0f} min on {s['cpu_count']} CPU cores (`python bench/hand_relative.py`).")
     return "\n".join(rows)
 

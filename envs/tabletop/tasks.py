@@ -83,8 +83,8 @@ def goal_points(goal: Goal, world: World) -> np.ndarray:
     the block beneath, the reference object, the drawer, for a push the spot
     on the table PUSH_DISTANCE along its direction from where the object
     started (fixed for the episode: how far is left to push is then in the
-    state), else the subject itself. Privileged state: a policy may learn to predict it from pixels
-    (MDT's `localisation_weight`), never read it.
+    state), else the subject itself. Privileged state: a policy may learn to
+    predict it from pixels (MDT's `localisation_weight`), never read it.
     """
     p = goal.params
     name = p.get("object") or p.get("top") or (p["order"][0] if p.get("order") else None)
