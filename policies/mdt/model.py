@@ -243,7 +243,8 @@ class PointTokens(nn.Module):
     (N, M, h, w) logits -> (N, M, d). Each token reads the map's point (u, v) in [-1, 1], as `readout`
     (a key of vision.HEATMAP_READOUTS) takes it, through Fourier features (octaves 1..2^(bands-1), so
     that a pixel's difference is visible to a linear layer) and its peak probability (low when the object
-    is out of view and the map is flat), plus a learned embedding of which point it is (the goal's subject or its destination).
+    is out of view and the map is flat), plus a learned embedding of which point it is (the goal's
+    subject or its destination).
 
     With `lifted`, a token also reads the point lifted to 3-D (`vision.lift_image_points`) as an
     offset from the end effector, (N, M, 3) metres in the world frame, through Fourier features of
