@@ -11,7 +11,9 @@ envs, through the one `Runner` (safety filter included) driving a
 batched call. The output folder holds
 
     eval_info.json     per task: episodes, successes, success_rate, ci95 [lo, hi] (Wilson), mean_steps,
-                       per-episode seeds/outcomes/steps, videos; plus mean_success, config, checkpoint, wall time
+                       per-episode seeds/outcomes/steps/action_digests, videos; plus mean_success, config,
+                       checkpoint, wall time. Two evaluations acted identically where their action digests
+                       match (the videos are lossy H.264, and x264 does not always give the same bytes twice)
     success.png        success rate per task with the 95% intervals
     videos/<task>_seed<k>_<success|failure>.mp4   a few rollouts per task, every camera side by side
 """
@@ -261,6 +263,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                 "seeds": [r.seed for r in results],
                 "outcomes": [bool(r.success) for r in results],
                 "steps": [r.steps for r in results],
+                "action_digests": [r.action_digest for r in results],
                 "videos": sorted(videos),
             }
     finally:

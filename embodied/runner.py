@@ -26,6 +26,7 @@ all. `run_episode` is the B=1 case of `run_episodes`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -129,6 +130,8 @@ class EpisodeResult:
     recorded: Any = None  # what the recorder's end_episode returned (e.g. the episode index)
     seed: int | None = None
     slot: int = 0  # which embodiment slot ran it (always 0 with one embodiment)
+    # SHA-1 of the executed (post-safety) actions as float64 bytes: equal digests, identical rollouts
+    action_digest: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,6 +201,7 @@ class _Episode:
     queue: deque[Action] = dataclasses.field(default_factory=deque)
     pending: deque[tuple[Observation, np.ndarray, str, list[Correction]]] = dataclasses.field(default_factory=deque)
     corrections: list[Correction] = dataclasses.field(default_factory=list)
+    digest: Any = dataclasses.field(default_factory=hashlib.sha1)
     steps: int = 0
     interventions: int = 0
     success: bool = False
@@ -373,6 +377,7 @@ class Runner:
             result, safe, applied = results[slot], actions[slot], sent[slot]
             result.info["safety"] = [i.to_dict() for i in applied]
             ep.interventions += len(applied)
+            ep.digest.update(np.ascontiguousarray(safe.value, dtype=np.float64).tobytes())
             ep.pending.append((ep.obs, safe.value, str(ep.info.get("subtask") or ep.task), corrections))
             self._emit(ep, ep.labeller.push(safe.value, _gripper(ep.obs)) if ep.labeller else None)
             ep.obs, ep.info, ep.success, ep.done = result.obs, result.info, result.success, result.done
@@ -403,7 +408,8 @@ class Runner:
         self._emit(ep, ep.labeller.flush() if ep.labeller else None, final=True)
         recorded = ep.recorder.end_episode(ep.success) if ep.recorder else None
         result = EpisodeResult(ep.task, ep.success, ep.steps, ep.interventions, ep.corrections,
-                               time.monotonic() - ep.started, recorded, ep.seed, slot)
+                               time.monotonic() - ep.started, recorded, ep.seed, slot,
+                               ep.digest.hexdigest())
         if self.monitor is not None:
             self.monitor.on_end(result)
         return result

@@ -4,7 +4,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from embodied.data import read_mp4
@@ -39,6 +38,7 @@ def test_eval_info_is_well_formed(evaluation):
     assert 0.0 <= lo <= task["success_rate"] <= hi <= 1.0 and hi - lo > 0.3  # three episodes say little
     assert task["mean_steps"] == sum(task["steps"]) / 3 and all(1 <= s <= 12 for s in task["steps"])
     assert task["instruction"]
+    assert len(task["action_digests"]) == 3 and all(len(d) == 40 for d in task["action_digests"])
     assert info["mean_success"] == task["success_rate"] and info["episodes"] == 3 and info["num_envs"] == 2
     assert info["checkpoint"].endswith("pretrained_model") and info["wall_time_s"] > 0
     assert info["config"]["episodes"] == 3 and info["config"]["seed0"] == 10
@@ -85,7 +85,7 @@ def test_execute_steps_says_how_many_actions_of_each_chunk_run_before_replanning
 
 def test_evaluating_twice_repeats_every_rollout_of_a_sampling_policy(run, tmp_path):
     """An untrained MDT samples its actions from noise; evaluation seeds that noise, so the same checkpoint,
-    seeds and num_envs give frame-for-frame the same rollouts, whatever the RNGs' state before."""
+    seeds and num_envs give action-for-action the same rollouts, whatever the RNGs' state before."""
     import torch
 
     from embodied.data import open_dataset
@@ -95,22 +95,16 @@ def test_evaluating_twice_repeats_every_rollout_of_a_sampling_policy(run, tmp_pa
     config = MDTConfig(cnn_widths=(8, 8), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1,
                        image_size=(32, 32), mgf_image_size=(16, 16), mgf_patch=8, mgf_dim=32, cla_dim=16)
     folder = MDTPolicy.from_dataset_meta(config, data.spec, data.stats).save_pretrained(tmp_path / "mdt")
-    rollouts = []
+    digests = []
     for before in (1, 2):
         torch.manual_seed(before)
-        out = tmp_path / f"eval{before}"
         info = evaluate(EvalConfig(checkpoint=str(folder), tasks=(TASK,), episodes=2, num_envs=2, max_steps=15,
-                                   videos=2, out=str(out), progress=False))
-        rollouts.append([read_mp4(out / v) for v in info["tasks"][TASK]["videos"]])
-    assert len(rollouts[0]) == len(rollouts[1]) == 2
-    for a, b in zip(*rollouts, strict=True):
-        assert a.shape == b.shape
-        # Which frames differ tells a rendering or encoding difference (from frame 0, before any action) from a
-        # policy that acted differently (from a later frame on).
-        differ = [t for t in range(len(a)) if not np.array_equal(a[t], b[t])]
-        assert not differ, (f"frames {differ} of {len(a)} differ: in {np.mean(a[differ] != b[differ]):.1%} of their "
-                            f"values, by up to {np.abs(a[differ].astype(int) - b[differ]).max()} levels")
-    assert not np.array_equal(rollouts[0][0], rollouts[0][1])  # two seeds, two different rollouts
+                                   videos=0, out=str(tmp_path / f"eval{before}"), progress=False))
+        digests.append(info["tasks"][TASK]["action_digests"])
+    # Not the videos: x264 now and then encodes the very same frames to other bytes (measured: 1 in 100 to
+    # 1 in 1000 encodes on a busy 2-core machine), so their frames are no evidence either way.
+    assert digests[0] == digests[1]
+    assert digests[0][0] != digests[0][1]  # two seeds, two different rollouts
 
 
 def test_a_checkpoint_for_another_embodiment_is_refused(run, tmp_path):
