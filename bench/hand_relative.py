@@ -18,9 +18,9 @@ demonstrations and the same steps, two state-only BC policies:
 Both train 15 000 steps and replan every 5 actions of their 10-action chunks
 (on stack, 3 000 steps and whole chunks scored 3% of 30 unseen episodes, 15 000
 steps 20%, 15 000 steps replanning every 5 actions 43%: the defaults are what
-the policy needs, not what is quick; `--steps 30000` on all six families gave
-means of 47% absolute and 60% hand-relative against 50% and 62% at 15 000, so
-more steps do not help). Both are evaluated on the same unseen
+the policy needs, not what is quick; `--steps 30000` on all six families (one
+training seed) gave means of 47% absolute and 60% hand-relative against 50% and
+62% at 15 000, so more steps do not help). Both are evaluated on the same unseen
 seeds (from 10000). Prints a table and, as its LAST line, one JSON object: per
 family both success rates and their ratio, the means, and the settings. It
 writes bench/results/hand_relative.json.

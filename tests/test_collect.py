@@ -36,7 +36,7 @@ def test_scenes_shared_between_goals_are_demonstrated_once_per_goal(tmp_path):
     """goals_per_layout=2: demos 0 and 1 start from one scene and name different things to touch; demo 2 starts
     from another scene. The scenes are compared by depth, which the dataset stores losslessly (millimetres): the
     video frames of one scene may differ by a few grey levels where x264 encodes two clips differently (CI once
-    saw a mean of 2.1 between two encodings of one scene, against 50.8 between two scenes)."""
+    saw a mean of 2.1 between two encodings of one scene; two scenes here differ by about 51)."""
     from embodied.data import open_dataset
 
     collect(CollectConfig(tasks=("tabletop/reach-v0",), episodes_per_task=4, goals_per_layout=2, cameras=("front",),

@@ -102,7 +102,7 @@ def test_evaluating_twice_repeats_every_rollout_of_a_sampling_policy(run, tmp_pa
                                    videos=0, out=str(tmp_path / f"eval{before}"), progress=False))
         digests.append(info["tasks"][TASK]["action_digests"])
     # Not the videos: x264 now and then encodes the very same frames to other bytes (on a busy 2-core
-    # machine, 4 of 300 encodes of one 15-frame clip), so their frames are no evidence either way.
+    # machine, 300 encodes of one 15-frame clip gave 4 distinct files), so their frames are no evidence either way.
     assert digests[0] == digests[1]
     assert digests[0][0] != digests[0][1]  # two seeds, two different rollouts
 
