@@ -7,23 +7,29 @@ A diagnostic, not a policy a robot could run: BC reads the simulator's exact
 object positions (the tabletop's privileged `goal_points`: the named object
 and where it must go), so that what it learns depends on how it reads them,
 not on finding them in pixels. Per family, on the same 50 expert
-demonstrations and the same steps, two state-only BC policies:
+demonstrations and the same steps, three state-only BC policies:
 
-- absolute: the arm's state and goal_points as world coordinates
-  (`state_keys`), what MDT's state token reads;
+- absolute: the arm's state (joints, their velocities, the hand's pose, the
+  gripper) and goal_points as world coordinates (`state_keys`), what MDT's
+  state token reads;
 - hand-relative: the arm's state and goal_points minus the hand's position
   (`BCConfig.hand_relative`), what MDT's `lift_points` tokens estimate from
-  depth.
+  depth;
+- offsets only: the gripper's opening and those offsets, no joints, no hand
+  pose. With the arm's state beside them a few dozen demonstrations can be
+  told apart by the arm alone (each demo's joints and hand yaw are its own),
+  and the network fits each demo's trajectory from its clock-like arm state
+  instead of the offsets that carry over to a new layout.
 
-Both train 15 000 steps and replan every 5 actions of their 10-action chunks
+All train 15 000 steps and replan every 5 actions of their 10-action chunks
 (on stack, 3 000 steps and whole chunks scored 3% of 30 unseen episodes, 15 000
 steps 20%, 15 000 steps replanning every 5 actions 43%: the defaults are what
 the policy needs, not what is quick; `--steps 30000` on all six families (one
 training seed) gave means of 47% absolute and 60% hand-relative against 50% and
-62% at 15 000, so more steps do not help). Both are evaluated on the same unseen
+62% at 15 000, so more steps do not help). All are evaluated on the same unseen
 seeds (from 10000). Prints a table and, as its LAST line, one JSON object: per
-family both success rates and their ratio, the means, and the settings. It
-writes bench/results/hand_relative.json.
+family each variant's success rate and the ratio of offsets only to absolute,
+the means, and the settings. It writes bench/results/hand_relative.json.
 """
 
 from __future__ import annotations
@@ -70,7 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"--demos {args.demos} would reach the evaluation seeds (from {EVAL_SEED0})")
     common = {"cameras": (), "language": "concat", "n_action_steps": args.execute_steps or None}
     variants = {"absolute": BCConfig(state_keys=(*ARM, "goal_points"), **common),
-                "hand_relative": BCConfig(state_keys=ARM, hand_relative=("goal_points",), **common)}
+                "hand_relative": BCConfig(state_keys=ARM, hand_relative=("goal_points",), **common),
+                "offsets_only": BCConfig(state_keys=("gripper",), hand_relative=("goal_points",), **common)}
     rates: dict[str, dict[str, float]] = {}
     minutes: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -94,18 +101,21 @@ def main(argv: list[str] | None = None) -> dict:
     def ratio(a: float, b: float) -> float | None:
         return a / b if b else None
 
-    print(f"\n{'family':16s}{'absolute':>10s}{'hand-relative':>15s}{'ratio':>8s}")
+    print(f"\n{'family':16s}" + "".join(f"{name:>16s}" for name in variants) + f"{'ratio':>8s}")
     for fam, r in rates.items():
-        q = ratio(r["hand_relative"], r["absolute"])
-        print(f"{fam:16s}{r['absolute']:10.0%}{r['hand_relative']:15.0%}{q if q is not None else float('nan'):8.2f}")
+        q = ratio(r["offsets_only"], r["absolute"])
+        print(f"{fam:16s}" + "".join(f"{r[name]:16.0%}" for name in variants)
+              + f"{q if q is not None else float('nan'):8.2f}")
     mean = {name: sum(r[name] for r in rates.values()) / len(rates) for name in variants}
-    result = {"families": {fam: {**r, "ratio": ratio(r["hand_relative"], r["absolute"])} for fam, r in rates.items()},
-              "mean_absolute": mean["absolute"], "mean_hand_relative": mean["hand_relative"],
-              "ratio": ratio(mean["hand_relative"], mean["absolute"]),
+    result = {"families": {fam: {**r, "ratio": ratio(r["offsets_only"], r["absolute"])} for fam, r in rates.items()},
+              **{f"mean_{name}": m for name, m in mean.items()},
+              "ratio": ratio(mean["offsets_only"], mean["absolute"]),
               "train_minutes": minutes, "wall_minutes": (time.perf_counter() - t0) / 60,
               "settings": {"demos_per_family": args.demos, "steps": args.steps, "batch_size": args.batch_size,
                            "execute_steps": args.execute_steps or variants["absolute"].action_horizon,
                            "episodes_per_family": args.episodes, "eval_seed0": EVAL_SEED0, "policy": "bc",
+                           "state": {name: {"state_keys": list(cfg.state_keys), "hand_relative": list(cfg.hand_relative)}
+                                     for name, cfg in variants.items()},
                            "cpu_count": os.cpu_count()}}
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "hand_relative.json").write_text(json.dumps(result, indent=2))
