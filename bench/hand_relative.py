@@ -16,10 +16,14 @@ demonstrations and the same steps, three state-only BC policies:
   (`BCConfig.hand_relative`), what MDT's `lift_points` tokens estimate from
   depth;
 - offsets only: the gripper's opening and those offsets, no joints, no hand
-  pose. With the arm's state beside them a few dozen demonstrations can be
-  told apart by the arm alone (each demo's joints and hand yaw are its own),
-  and the network fits each demo's trajectory from its clock-like arm state
-  instead of the offsets that carry over to a new layout.
+  pose. The expert turns the hand to each layout's block and neighbours, so
+  with the arm's state beside the offsets 50 demonstrations can be told apart
+  by the arm alone, and the network can fit each demonstration's trajectory
+  from it instead of learning from the offsets what carries over to a new
+  layout. In scratch runs on stack (one training seed each, 50 unseen
+  episodes) the gripper with the offsets scored 94% (94% with a second seed),
+  with the hand's position added 90%, with its orientation (`ee_quat`) added
+  42%.
 
 All train 15 000 steps and replan every 5 actions of their 10-action chunks
 (on stack, 3 000 steps and whole chunks scored 3% of 30 unseen episodes, 15 000

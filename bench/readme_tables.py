@@ -268,16 +268,13 @@ def hand_relative() -> str | None:
     if d is None:
         return None
     s = d["settings"]
-    only = "mean_offsets_only" in d  # results from before the third variant have two columns
-    head = "| family | absolute | hand-relative |" + (" offsets only | ratio |" if only else " ratio |")
-    rows = [head, "|---|---:|---:|" + ("---:|---:|" if only else "---:|")]
+    rows = ["| family | absolute | hand-relative | offsets only | ratio |", "|---|---:|---:|---:|---:|"]
     for fam, r in d["families"].items():
         ratio = f"{r['ratio']:.2f}×" if r["ratio"] is not None else "–"
-        cells = [r["absolute"], r["hand_relative"]] + ([r["offsets_only"]] if only else [])
-        rows.append(f"| {fam} | " + " | ".join(f"{c:.0%}" for c in cells) + f" | {ratio} |")
-    means = f"**{d['mean_absolute']:.1%}** absolute, **{d['mean_hand_relative']:.1%}** hand-relative"
-    means += f" and **{d['mean_offsets_only']:.1%}** offsets only" if only else ""
-    rows.append(f"\nMean {means} ({d['ratio']:.2f}× {'offsets only' if only else 'hand-relative'} / absolute): "
+        rows.append(f"| {fam} | {r['absolute']:.0%} | {r['hand_relative']:.0%} | {r['offsets_only']:.0%} | {ratio} |")
+    mean_ratio = f"{d['ratio']:.2f}×" if d["ratio"] is not None else "–"
+    rows.append(f"\nMean **{d['mean_absolute']:.1%}** absolute, **{d['mean_hand_relative']:.1%}** hand-relative and "
+                f"**{d['mean_offsets_only']:.1%}** offsets only ({mean_ratio} offsets only / absolute): "
                 f"state-only BC on the simulator's exact object positions, "
                 f"{s['demos_per_family']} demos and {s['steps']} steps at batch {s['batch_size']} per family and "
                 f"policy, replanning every {s.get('execute_steps', 10)} actions, "
