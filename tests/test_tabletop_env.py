@@ -22,7 +22,7 @@ from embodied import registry
 from embodied.sim import GymEmbodiment
 from envs.tabletop import FAMILIES, LONG_HORIZON_FAMILIES, SINGLE_STEP_FAMILIES, env_id
 from envs.tabletop.env import TabletopEnv
-from envs.tabletop.tasks import PUSH_DIRECTIONS, PUSH_DISTANCE
+from envs.tabletop.tasks import NEXT_TO_OFFSET, PUSH_DIRECTIONS, PUSH_DISTANCE
 
 
 def _checked(env) -> list[str]:
@@ -325,3 +325,23 @@ def test_a_pushs_destination_is_the_spot_on_the_table_the_push_must_reach_and_it
     assert success
     np.testing.assert_allclose(obs["state"]["goal_points"][3:], target)  # fixed, while the object moved
     assert np.linalg.norm(env.world.pos(name)[:2] - target[:2]) < 0.03  # and the push left it there
+
+
+def test_a_move_next_tos_destination_is_the_free_spot_beside_the_reference_where_the_expert_sets_it_down():
+    """The reference object is not where the object must go: the expert sets it down NEXT_TO_OFFSET away, on
+    the side clear of the other objects, which the state does not show; the destination point names that spot."""
+    env = TabletopEnv(task="move-next-to", cameras=())
+    obs, _ = env.reset(seed=4)
+    name, ref = env.goal.params["object"], env.goal.params["reference"]
+    spot = obs["state"]["goal_points"][3:]
+    assert abs(np.linalg.norm(spot[:2] - env.world.pos(ref)[:2]) - NEXT_TO_OFFSET) < 0.01
+    others = [o for o in env.world.scene.objects if o.name not in (name, ref)]
+    assert all(np.linalg.norm(env.world.pos(o.name)[:2] - spot[:2]) > 0.05 for o in others)
+    expert, done, success = env.make_expert(), False, False
+    expert.reset()
+    while not done:
+        obs, _, done, truncated, info = env.step(expert.act())
+        success, done = info["success"], done or truncated
+    assert success
+    np.testing.assert_allclose(obs["state"]["goal_points"][3:], spot)  # fixed, while the object moved
+    assert np.linalg.norm(env.world.pos(name)[:2] - spot[:2]) < 0.02  # and the expert left it there

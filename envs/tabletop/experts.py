@@ -26,10 +26,8 @@ from envs.tabletop.scene import HANDLE_GAP, HANDLE_Z, PLATE_HALF_HEIGHT
 from envs.tabletop.tasks import (
     MOVE_DIRECTIONS,
     MOVE_DISTANCE,
-    NEXT_TO_OFFSET,
     PUSH_DIRECTIONS,
     PUSH_DISTANCE,
-    free_spot_next_to,
 )
 
 CARRY_Z = 0.16  # m: travel height of the EE site between objects
@@ -287,13 +285,8 @@ class TabletopExpert:
         yield from self._move(goal, "move", tol=0.008, speed=0.02)
 
     def _plan_move_next_to(self):
-        w = self.world
-        a, b = self.params["object"], self.params["reference"]
-        positions = {o.name: w.pos(o.name) for o in w.scene.objects}
-        spot = free_spot_next_to(positions, w.scene, a, b, tuple(w.model.body_pos[w.scene.cabinet_body_id][:2]))
-        if spot is None:  # the layout check guarantees one at reset; fall back to the nominal offset
-            spot = w.pos(b)[:2] + np.array([-NEXT_TO_OFFSET, 0.0])
-        spot3 = np.array([*spot, 0.0])
+        a = self.params["object"]
+        spot3 = np.array([*self.params["target"][:2], 0.0])  # the goal's spot: what goal_points names
         yield from self._pick_and_place(a, lambda: spot3, lambda: 0.0, drop=0.008)
 
     def _plan_drawer_store(self):

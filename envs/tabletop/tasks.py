@@ -80,23 +80,25 @@ def goal_points(goal: Goal, world: World) -> np.ndarray:
     The subject is the goal's object (the top block of a stack; for tasks of
     several steps, their first object), the drawer front for the drawer
     tasks, the hand for a language motion; the destination is the container,
-    the block beneath, the reference object, the drawer, for a push the spot
-    on the table PUSH_DISTANCE along its direction from where the object
-    started (fixed for the episode: how far is left to push is then in the
-    state), else the subject itself. Privileged state: a policy may learn to
+    the block beneath, the drawer, for a push the spot on the table
+    PUSH_DISTANCE along its direction from where the object started (fixed
+    for the episode: how far is left to push is then in the state), for a
+    move next to the free spot beside the reference object where the expert
+    sets it down (chosen at reset from all the objects, which the state does
+    not show), else the subject itself. Privileged state: a policy may learn to
     predict it from pixels (MDT's `localisation_weight`), never read it.
     """
     p = goal.params
     name = p.get("object") or p.get("top") or (p["order"][0] if p.get("order") else None)
     drawer = goal.family in ("open-drawer", "close-drawer")
     subject = world.pos(name) if name else world.drawer_front() if drawer else world.ee_pos()
-    other = p.get("container") or p.get("bottom") or p.get("reference")
-    if other:
+    other = p.get("container") or p.get("bottom")
+    if "target" in p:  # a push or a move next to: a spot on the table, fixed when the episode starts
+        destination = np.asarray(p["target"], float)
+    elif other:
         destination = world.pos(other)
     elif goal.family in ("put-in-drawer", "drawer-store"):
         destination = world.drawer_center()
-    elif "target" in p:  # a push: a spot on the table, fixed when the episode starts
-        destination = np.asarray(p["target"], float)
     else:
         destination = subject
     return np.concatenate([subject, destination]).astype(np.float32)
@@ -368,7 +370,8 @@ class MoveNextTo(Task):
         pa, pb = np.array(layout.poses[a][:2]), np.array(layout.poses[b][:2])
         if np.linalg.norm(pa - pb) < 0.2:
             return None
-        if free_spot_next_to(layout.poses, self.scene, a, b, layout.cabinet_xy) is None:
+        spot = free_spot_next_to(layout.poses, self.scene, a, b, layout.cabinet_xy)
+        if spot is None:
             return None
         half = self.scene.object(a).half_height
 
@@ -383,7 +386,8 @@ class MoveNextTo(Task):
             )
 
         words = {"a": describe(layout, self.scene, a, rng), "b": describe(layout, self.scene, b, rng)}
-        return self._single(rng, words, success, {"object": a, "reference": b})
+        target = [*spot.tolist(), half]  # the free spot beside b where the expert sets a down (m)
+        return self._single(rng, words, success, {"object": a, "reference": b, "target": target})
 
 
 class DrawerStore(Task):
