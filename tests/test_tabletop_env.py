@@ -278,6 +278,16 @@ def test_goal_uv_says_where_the_goals_object_is_in_each_camera_image():
     assert image_coordinates(behind, np.eye(3), T, 96, 96).tolist() == [[BEHIND_CAMERA, BEHIND_CAMERA]]
 
 
+def _run_expert(env: TabletopEnv) -> tuple[dict, bool]:
+    """Play the env's scripted expert to the end of the episode: (the last observation, whether it succeeded)."""
+    expert, done, success = env.make_expert(), False, False
+    expert.reset()
+    while not done:
+        obs, _, done, truncated, info = env.step(expert.act())
+        success, done = info["success"], done or truncated
+    return obs, success
+
+
 def test_goal_points_say_where_the_goals_object_is_and_where_it_must_go():
     """Privileged state (never a policy input unless named): (subject xyz, destination xyz) in metres,
     following the object as the expert carries it."""
@@ -286,11 +296,7 @@ def test_goal_points_say_where_the_goals_object_is_and_where_it_must_go():
     obs, _ = env.reset(seed=3)
     start = env.world.pos(env.goal.params["object"])
     np.testing.assert_allclose(obs["state"]["goal_points"], np.concatenate([start, start]), atol=1e-6)
-    expert, done = env.make_expert(), False
-    expert.reset()
-    while not done:
-        obs, _, done, truncated, _ = env.step(expert.act())
-        done = done or truncated
+    obs, _ = _run_expert(env)
     points = obs["state"]["goal_points"]
     assert points[2] > start[2] + 0.03  # lifted, and the points went with it
     np.testing.assert_allclose(points[:3], env.world.pos(env.goal.params["object"]), atol=1e-6)
@@ -317,11 +323,7 @@ def test_a_pushs_destination_is_the_spot_on_the_table_the_push_must_reach_and_it
     start = env.world.pos(name)
     target = obs["state"]["goal_points"][3:]
     np.testing.assert_allclose(target[:2], start[:2] + PUSH_DISTANCE * direction, atol=1e-5)
-    expert, done, success = env.make_expert(), False, False
-    expert.reset()
-    while not done:
-        obs, _, done, truncated, info = env.step(expert.act())
-        success, done = info["success"], done or truncated
+    obs, success = _run_expert(env)
     assert success
     np.testing.assert_allclose(obs["state"]["goal_points"][3:], target)  # fixed, while the object moved
     assert np.linalg.norm(env.world.pos(name)[:2] - target[:2]) < 0.03  # and the push left it there
@@ -337,11 +339,7 @@ def test_a_move_next_tos_destination_is_the_free_spot_beside_the_reference_where
     assert abs(np.linalg.norm(spot[:2] - env.world.pos(ref)[:2]) - NEXT_TO_OFFSET) < 0.01
     others = [o for o in env.world.scene.objects if o.name not in (name, ref)]
     assert all(np.linalg.norm(env.world.pos(o.name)[:2] - spot[:2]) > 0.05 for o in others)
-    expert, done, success = env.make_expert(), False, False
-    expert.reset()
-    while not done:
-        obs, _, done, truncated, info = env.step(expert.act())
-        success, done = info["success"], done or truncated
+    obs, success = _run_expert(env)
     assert success
     np.testing.assert_allclose(obs["state"]["goal_points"][3:], spot)  # fixed, while the object moved
     assert np.linalg.norm(env.world.pos(name)[:2] - spot[:2]) < 0.02  # and the expert left it there
