@@ -68,7 +68,11 @@ class RobotServerProcess:
         self.address = f"tcp://127.0.0.1:{port}"
 
     def connect(self, timeout_s: float = 120.0) -> Any:
-        """A RemoteRobot connected to this server, once it answers (it may be building its scene)."""
+        """A RemoteRobot connected to this server, once it answers (it may be building its scene).
+
+        The server is probed with short, single tries; the robot returned has RemoteRobot's own timeout
+        and retries, because a reset on a loaded machine can take longer than a probe may wait.
+        """
         from embodied import registry
 
         deadline = time.monotonic() + timeout_s
@@ -77,7 +81,8 @@ class RobotServerProcess:
                 tail = self.log_path.read_text()[-2000:] if self.log_path else ""
                 raise RuntimeError(f"the robot server exited with code {self.proc.returncode}:\n{tail}")
             try:
-                return registry.make("remote", kind="robot", address=self.address, timeout_s=2.0, retries=0)
+                registry.make("remote", kind="robot", address=self.address, timeout_s=2.0, retries=0).close()
+                return registry.make("remote", kind="robot", address=self.address)
             except ConnectionError:
                 if time.monotonic() > deadline:
                     raise

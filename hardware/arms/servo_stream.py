@@ -8,6 +8,12 @@ goal, duration)` sets a straight segment, and a thread sends the point of
 that segment for "now" every period, then keeps sending the goal (holding
 it, and keeping the vendor's watchdog fed) until the next segment.
 
+"Now" is the segment's own clock, which advances by the time since the
+last tick but never by more than `MAX_STEP_PERIODS` periods: a tick that
+comes late (a loaded machine, a garbage-collection pause) moves the
+set-point at most that many periods' worth along the segment, and the
+segment finishes late rather than the arm jumping to catch up.
+
 Set-points are in our units: kind "ee" is a (7,) vector (x, y, z m; w, x, y,
 z unit quaternion), interpolated linearly in position and by slerp in
 rotation; kind "joint" is (n,) rad, interpolated linearly. `send(kind,
@@ -28,6 +34,7 @@ from collections.abc import Callable
 import numpy as np
 
 MAX_LAG_PERIODS = 5  # a thread that fell further behind than this (a stalled machine) skips ahead, never bursts
+MAX_STEP_PERIODS = 2.0  # the most segment time one set-point advances: bounds each step to ~2x the nominal one
 
 
 def slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
@@ -63,7 +70,9 @@ class ServoStream:
         self.period = 1.0 / rate_hz
         self.name = name
         self.lock = threading.RLock()
-        self._segment: tuple[str, np.ndarray, np.ndarray, float, float] | None = None  # kind, start, goal, t0, T
+        self._segment: tuple[str, np.ndarray, np.ndarray, float] | None = None  # kind, start, goal, duration T
+        self._elapsed = 0.0  # the segment's own clock (s), see the module docstring
+        self._last_tick: float | None = None
         self._setpoint: tuple[str, np.ndarray] | None = None
         self._running = threading.Event()
         self._thread: threading.Thread | None = None
@@ -95,7 +104,8 @@ class ServoStream:
         if start.shape != goal.shape or not (np.all(np.isfinite(start)) and np.all(np.isfinite(goal))):
             raise ValueError(f"servo segment {start} -> {goal} is malformed or not finite")
         with self.lock:
-            self._segment = (kind, start, goal, time.monotonic(), max(float(duration), self.period))
+            self._segment = (kind, start, goal, max(float(duration), self.period))
+            self._elapsed, self._last_tick = 0.0, time.monotonic()
 
     def stop(self) -> None:
         """Send no more set-points until the next `glide` (hold the lock around this and the vendor's stop)."""
@@ -104,15 +114,18 @@ class ServoStream:
             self._setpoint = None
 
     def tick(self, now: float) -> None:
-        """One period's work: send the segment's point for `now`, or call idle()."""
+        """One period's work: send the segment's point for `now` (monotonic s), or call idle()."""
         with self.lock:
             try:
                 if self._segment is None:
                     if self.idle is not None:
                         self.idle()
                     return
-                kind, start, goal, t0, duration = self._segment
-                point = interpolate(kind, start, goal, min(1.0, max(0.0, (now - t0) / duration)))
+                kind, start, goal, duration = self._segment
+                last = now if self._last_tick is None else self._last_tick
+                self._elapsed += min(max(0.0, now - last), MAX_STEP_PERIODS * self.period)
+                self._last_tick = now
+                point = interpolate(kind, start, goal, min(1.0, self._elapsed / duration))
                 self.send(kind, point)
                 self._setpoint = (kind, point)
             except Exception as e:  # noqa: BLE001 - the vendor's error, whatever its type: stop, report it
