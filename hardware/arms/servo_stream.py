@@ -72,7 +72,7 @@ class ServoStream:
         self.lock = threading.RLock()
         self._segment: tuple[str, np.ndarray, np.ndarray, float] | None = None  # kind, start, goal, duration T
         self._elapsed = 0.0  # the segment's own clock (s), see the module docstring
-        self._last_tick: float | None = None
+        self._last_tick = 0.0  # when the segment's clock last advanced (monotonic s); set by glide()
         self._setpoint: tuple[str, np.ndarray] | None = None
         self._running = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,8 +122,7 @@ class ServoStream:
                         self.idle()
                     return
                 kind, start, goal, duration = self._segment
-                last = now if self._last_tick is None else self._last_tick
-                self._elapsed += min(max(0.0, now - last), MAX_STEP_PERIODS * self.period)
+                self._elapsed += min(max(0.0, now - self._last_tick), MAX_STEP_PERIODS * self.period)
                 self._last_tick = now
                 point = interpolate(kind, start, goal, min(1.0, self._elapsed / duration))
                 self.send(kind, point)
