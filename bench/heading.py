@@ -17,7 +17,9 @@ it, beside always guessing the training data's mean position, and for one
 with goal heat maps (goal_heatmaps) the median pixel distance from each
 camera's map point to the object in that image; for one that lifts those
 points through depth (lift_points), how far from the object's centre each
-camera's lifted point lands (median and worst, cm). Last line: JSON with the
+camera's lifted point lands (median and worst, cm), and how often each camera's map points at the named
+object rather than another, in scenes where another object shares its colour (only its shape tells them
+apart) and in the rest. Last line: JSON with the
 mean cosine and the share above 0.9 per task (and the localisation errors
 in cm, the pointing errors in px, the lifting errors in cm). `--no-heading` measures a perception
 stage, which cannot act.
@@ -124,6 +126,57 @@ def pointing_errors(checkpoint: str, task: str, seeds: Iterable[int]) -> dict[st
         return out
 
 
+def grounding(checkpoint: str, task: str, seeds: Iterable[int]) -> dict[str, list[tuple[bool, bool]]] | None:
+    """Per camera and seed: (twin, on_subject). twin: the scene holds another object of the named object's
+    colour (a "green cube" beside a green cylinder), so only its shape tells them apart; on_subject: of the
+    coloured objects in view, the one nearest the goal heat map's point is the named one. Over the seeds
+    where the named object is in that camera's view. None for a policy without goal heat maps, or a task
+    whose goal names no coloured object (the drawer tasks)."""
+    from embodied.geometry import image_coordinates
+    from envs.tabletop.tasks import subject_object
+
+    with _policy_in_env(checkpoint, task) as (policy, embodiment):
+        if not getattr(policy.config, "goal_heatmaps", False):
+            return None
+        env = embodiment.env.unwrapped
+        out: dict[str, list[tuple[bool, bool]]] = {cam: [] for cam in policy.cameras}
+        h, w = policy.config.image_size
+        for _, _, batch in _first_observations(policy, embodiment, task, seeds):
+            subject, colours = subject_object(env.goal), env.layout.colours  # only blocks and cylinders have one
+            if subject not in colours:
+                return None
+            names = list(colours)
+            twin = sum(c == colours[subject] for c in colours.values()) > 1
+            where = np.stack([env.world.pos(n) for n in names])
+            cameras = env.camera_info()
+            for cam, points in policy.point(batch).items():
+                uv = image_coordinates(where, cameras[cam]["intrinsics"], cameras[cam]["extrinsics"], h, w)
+                if np.any(np.abs(uv[names.index(subject)]) >= 1):
+                    continue  # the named object is not in this camera's view
+                seen = np.flatnonzero(np.all(np.abs(uv) < 1, axis=1))
+                nearest = seen[np.argmin(np.linalg.norm(uv[seen] - points[0, 0].cpu().numpy(), axis=1))]
+                out[cam].append((twin, names[nearest] == subject))
+        return out
+
+
+def grounding_summary(grounded: dict[str, list[tuple[bool, bool]]]) -> dict[str, dict[str, float | int | None]]:
+    """Per camera: the share of seeds whose heat map points at the named object, over the scenes with a
+    same-colour twin ("twin") and those without ("single"; None where there were none), and how many seeds
+    each share counts."""
+    out = {}
+    for cam, rows in grounded.items():
+        r = np.asarray(rows, bool).reshape(-1, 2)
+        out[cam] = {}
+        for split, mask in (("twin", r[:, 0]), ("single", ~r[:, 0])):
+            out[cam] |= {split: float(r[mask, 1].mean()) if mask.any() else None,
+                         f"{split}_seeds": int(mask.sum())}
+    return out
+
+
+def _share(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
 def lifting_errors(checkpoint: str, task: str, seeds: Iterable[int]) -> dict[str, list[float]] | None:
     """Per camera and seed, metres: how far the goal's subject, pointed at by that camera's heat map and
     lifted through its depth (MDT's lift_points), lands from the subject's centre (the privileged
@@ -134,7 +187,7 @@ def lifting_errors(checkpoint: str, task: str, seeds: Iterable[int]) -> dict[str
     from policies.mdt.vision import lift_image_points
 
     with _policy_in_env(checkpoint, task) as (policy, env):
-        if not getattr(policy.config, "lift_points", False):
+        if not policy.data_requirements().get("depth"):  # a perception stage lifts nothing, whatever its config
             return None
         out: dict[str, list[float]] = {cam: [] for cam in policy.cameras}
         for _, obs, batch in _first_observations(policy, env, task, seeds):
@@ -184,6 +237,12 @@ def main(argv: list[str] | None = None) -> dict:
         if pointed:
             r["pointing_px_median"] = {cam: float(np.median(e)) for cam, e in pointed.items() if e}
             line += "   heat map off by " + ", ".join(f"{v:.1f} px ({cam})" for cam, v in r["pointing_px_median"].items())
+        grounded = grounding(args.checkpoint, task, seeds)
+        if grounded:
+            r["grounding"] = g = grounding_summary(grounded)
+            line += "   on the named object " + ", ".join(
+                f"{_share(g[cam]['single'])} alone, {_share(g[cam]['twin'])} beside a twin of its colour ({cam})"
+                for cam in g)
         lifted = lifting_errors(args.checkpoint, task, seeds)
         if lifted:
             r["lifted_cm_median"] = {cam: 100 * float(np.median(e)) for cam, e in lifted.items()}

@@ -244,3 +244,28 @@ def test_pointing_errors_say_how_far_the_heat_maps_point_from_the_object(run, tm
     pointed = pointing_errors(str(tmp_path / "mdt"), TASK, range(10_000, 10_003))
     assert set(pointed) == set(data.spec.camera_names) and len(pointed["front"]) == 3  # the table is in view
     assert all(0.0 <= e < 32 * 2**0.5 for errors in pointed.values() for e in errors)  # within the 32 px image
+
+
+def test_grounding_says_whether_the_heat_map_picks_the_named_object_or_its_same_colour_twin(run, tmp_path,
+                                                                                           bench_module):
+    """For an MDT with goal heat maps: per camera and seed, whether the scene holds another object of the named
+    one's colour (a twin, which only its shape tells apart) and whether the map points at the named one."""
+    from embodied.data import open_dataset
+    from policies.mdt import MDTConfig, MDTPolicy
+
+    heading = bench_module("heading")
+    assert heading.grounding(str(run), "tabletop/pick-v0", range(10_000, 10_002)) is None  # BC has no heat maps
+    data = open_dataset(run.parent / "data")
+    config = MDTConfig(cnn_widths=(8, 8), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1,
+                       image_size=(32, 32), goal_film=True, goal_heatmaps=True, random_shift=0)
+    MDTPolicy.from_dataset_meta(config, data.spec, data.stats).save_pretrained(tmp_path / "mdt")
+    rows = heading.grounding(str(tmp_path / "mdt"), "tabletop/pick-v0", range(10_000, 10_003))
+    # Seed 10000 asks for the green cube beside a green cylinder; 10001's cyan cube and 10002's orange
+    # cylinder have no twin. The front camera sees the whole table.
+    assert [twin for twin, _ in rows["front"]] == [True, False, False]
+    assert all(isinstance(on, bool) for cam_rows in rows.values() for _, on in cam_rows)
+    assert heading.grounding(str(tmp_path / "mdt"), "tabletop/open-drawer-v0", range(10_000, 10_002)) is None
+
+    summary = heading.grounding_summary({"front": [(True, False), (True, True), (False, True)], "wrist": [(False, False)]})
+    assert summary["front"] == {"twin": 0.5, "twin_seeds": 2, "single": 1.0, "single_seeds": 1}
+    assert summary["wrist"] == {"twin": None, "twin_seeds": 0, "single": 0.0, "single_seeds": 1}

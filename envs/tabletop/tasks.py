@@ -74,6 +74,13 @@ class Goal:
 GOAL_POINTS_DIM = 6  # two points, flattened
 
 
+def subject_object(goal: Goal) -> str | None:
+    """The name of the object the goal acts on (the top block of a stack; for tasks of several steps, their
+    first object), or None when it acts on no object (the drawer tasks, a language motion)."""
+    p = goal.params
+    return p.get("object") or p.get("top") or (p["order"][0] if p.get("order") else None)
+
+
 def goal_points(goal: Goal, world: World) -> np.ndarray:
     """(6,) float32 metres, world frame: where the thing the goal acts on is now, then where it must end up.
 
@@ -89,7 +96,7 @@ def goal_points(goal: Goal, world: World) -> np.ndarray:
     predict it from pixels (MDT's `localisation_weight`), never read it.
     """
     p = goal.params
-    name = p.get("object") or p.get("top") or (p["order"][0] if p.get("order") else None)
+    name = subject_object(goal)
     drawer = goal.family in ("open-drawer", "close-drawer")
     subject = world.pos(name) if name else world.drawer_front() if drawer else world.ee_pos()
     other = p.get("container") or p.get("bottom")
