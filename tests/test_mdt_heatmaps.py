@@ -29,7 +29,14 @@ from embodied.types import GOAL_UV, Observation
 from policies.mdt import MDTConfig, MDTPolicy
 from policies.mdt.model import PointTokens
 from policies.mdt.policy import rows_naming_the_object
-from policies.mdt.vision import CameraEncoder, heatmap_loss, heatmap_peak_points, heatmap_points, random_shift
+from policies.mdt.vision import (
+    CameraEncoder,
+    heatmap_certainty,
+    heatmap_loss,
+    heatmap_peak_points,
+    heatmap_points,
+    random_shift,
+)
 
 TINY = MDTConfig(cnn_widths=(8, 16, 16), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=2,
                  image_size=(32, 32), mgf_image_size=(16, 16), mgf_patch=8, mgf_dim=32, cla_dim=16,
@@ -92,6 +99,54 @@ def test_heatmap_loss_skips_points_out_of_view():
     seen = heatmap_loss(logits, torch.tensor([[[0.9, -0.9]], [[2.0, 0.0]]]))  # one in view: top-right cell
     seen.backward()
     assert logits.grad[1].abs().sum() == 0 and logits.grad[0, 0, 0, 3] < 0
+
+
+def test_with_heatmap_absent_a_point_out_of_view_trains_the_null_cell():
+    logits = torch.zeros(2, 1, 4, 4, requires_grad=True)
+    out_of_view = heatmap_loss(logits, torch.full((2, 1, 2), 2.0), absent=True)
+    out_of_view.backward()
+    assert out_of_view.item() == pytest.approx(np.log(17))  # 16 cells and the null cell, all alike
+    assert (logits.grad < 0).sum() == 0 and (logits.grad > 0).all()  # every cell pushed down: "nowhere"
+    logits.grad = None
+    heatmap_loss(logits, torch.tensor([[[0.9, -0.9]], [[2.0, 0.0]]]), absent=True).backward()
+    assert logits.grad[0, 0, 0, 3] < 0 and (logits.grad[1] > 0).all()  # one in view (top right), one not
+
+    flat_low = torch.full((1, 1, 4, 4), -8.0)  # a map that says "nowhere"
+    assert heatmap_certainty(flat_low, absent=True).item() < 0.01
+    assert heatmap_certainty(flat_low).item() == pytest.approx(1 / 16)  # without the null cell: just flat
+
+
+def test_a_heat_map_with_a_null_cell_learns_to_say_when_the_named_square_is_not_in_the_image():
+    """Half the images lack the named square (the other square is still there). Trained with
+    heatmap_absent, the map's certainty tells the two apart on layouts it never saw, and where the square
+    is there, it still points at it."""
+    torch.manual_seed(0)
+    encoder = CameraEncoder((8, 16, 16), 4, 16, cond_dim=16, heatmaps=1)
+    names = nn.Embedding(2, 16)
+    opt = torch.optim.Adam([*encoder.parameters(), *names.parameters()], lr=3e-3)
+
+    def half_missing(n, generator):
+        images, named, uv = two_squares(n, generator)
+        gone = torch.rand(n, generator=generator) < 0.5
+        for i in gone.nonzero().flatten().tolist():  # paint the named square over with the background
+            c, r = ((uv[i, 0] + 1) * 16 - 2).round().long().tolist()
+            images[i, :, r:r + 4, c:c + 4] = -0.5
+        return images, named, torch.where(gone[:, None, None], torch.full_like(uv, 2.0), uv), gone
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        images, named, uv, _ = half_missing(32, g)
+        loss = heatmap_loss(encoder.encode(images, names(named))[1], uv, absent=True)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    images, named, uv, gone = half_missing(128, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        maps = encoder.encode(images, names(named))[1]
+    sure = heatmap_certainty(maps, absent=True)[:, 0, 0]
+    assert sure[gone].max() < sure[~gone].median() and sure[gone].median() < 0.1 < sure[~gone].median()
+    error_px = (heatmap_points(maps)[~gone] - uv[~gone]).norm(dim=-1) * 16
+    assert error_px.median() < 2.0
 
 
 def test_a_peak_readout_stays_on_one_object_where_the_map_hesitates_between_two():
@@ -224,6 +279,8 @@ def test_goal_heatmaps_say_what_they_need(tmp_path):
         dataclasses.replace(TINY, goal_film=False)
     with pytest.raises(ValueError, match="point_tokens=True needs goal_heatmaps=True"):
         dataclasses.replace(TINY, goal_heatmaps=False, point_tokens=True)
+    with pytest.raises(ValueError, match="heatmap_absent=True needs goal_heatmaps=True"):
+        dataclasses.replace(TINY, goal_heatmaps=False, heatmap_absent=True)
     synthetic = open_dataset(write_located_dataset(tmp_path / "d", num_episodes=1))  # goal_points, no goal_uv
     with pytest.raises(ValueError, match="needs the privileged state 'goal_uv'"):
         MDTPolicy.from_dataset_meta(TINY, synthetic.spec, synthetic.stats)

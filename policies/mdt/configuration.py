@@ -18,7 +18,8 @@ import dataclasses
 STAGES = ("policy", "perception")
 # The fields that shape or train the parts perception_init copies: they must agree between the two configs.
 PERCEPTION_FIELDS = ("cnn_widths", "cnn_groups", "keypoint_stages", "spatial_tokens", "d_model", "goal_film",
-                     "image_size", "language_encoder", "language_dim", "language_tokens", "goal_heatmaps")
+                     "image_size", "language_encoder", "language_dim", "language_tokens", "goal_heatmaps",
+                     "heatmap_absent")
 # Every field a perception stage's training reads: two perception runs that agree on these learn the same thing.
 PERCEPTION_TRAINING_FIELDS = (*PERCEPTION_FIELDS, "cameras", "random_shift")
 
@@ -104,6 +105,12 @@ class MDTConfig:
     # goal_film (the maps must depend on what is named); random_shift moves the labels with the image.
     # Beyond MDT.
     goal_heatmaps: bool = False
+    # With goal_heatmaps, each map's softmax has one more class, "not in this image" (vision.with_null_cell),
+    # which the points out of a camera's view are trained to pick; without it they are skipped and the map
+    # points somewhere untrained. The wrist camera often does not see the object at first, and the point
+    # tokens' certainty then says so, instead of a confident point the policy cannot tell from a real one
+    # (its lifted points landed a median 4-30 cm off per family, docs/architecture.md). Beyond MDT.
+    heatmap_absent: bool = False
     # With goal_heatmaps, each camera's heat-map points also enter the encoder as tokens of their own, one
     # per camera and point (model.PointTokens: Fourier features of (u, v) and the map's peak probability),
     # instead of only mixed into the camera token by its projection: where the named object is, in pixels,
@@ -163,6 +170,8 @@ class MDTConfig:
             problems.append(f"localisation_weight={self.localisation_weight} must be >= 0")
         if self.goal_heatmaps and not self.goal_film:
             problems.append("goal_heatmaps=True needs goal_film=True: the heat maps must depend on what is named")
+        if self.heatmap_absent and not self.goal_heatmaps:
+            problems.append("heatmap_absent=True needs goal_heatmaps=True: the null cell belongs to the heat maps")
         if self.point_tokens and not self.goal_heatmaps:
             problems.append("point_tokens=True needs goal_heatmaps=True: the tokens are the heat maps' points")
         if self.lift_points and not self.point_tokens:

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from embodied.language import MAX_TOKENS
 from policies.mdt.configuration import MDTConfig
-from policies.mdt.vision import HEATMAP_READOUTS, CameraEncoder, feature_map_size, lift_image_points
+from policies.mdt.vision import HEATMAP_READOUTS, CameraEncoder, feature_map_size, heatmap_certainty, lift_image_points
 
 # ---------------------------------------------------------------------------------- attention
 
@@ -242,18 +242,20 @@ class PointTokens(nn.Module):
 
     (N, M, h, w) logits -> (N, M, d). Each token reads the map's point (u, v) in [-1, 1], as `readout`
     (a key of vision.HEATMAP_READOUTS) takes it, through Fourier features (octaves 1..2^(bands-1), so
-    that a pixel's difference is visible to a linear layer) and its peak probability (low when the object
-    is out of view and the map is flat), plus a learned embedding of which point it is (the goal's
-    subject or its destination).
+    that a pixel's difference is visible to a linear layer) and its peak probability
+    (`vision.heatmap_certainty`: low where the map is flat; with `absent`, maps trained with a null cell,
+    also where the map says its object is out of view), plus a learned embedding of which point it is
+    (the goal's subject or its destination).
 
     With `lifted`, a token also reads the point lifted to 3-D (`vision.lift_image_points`) as an
     offset from the end effector, (N, M, 3) metres in the world frame, through Fourier features of
     offset / LIFT_RANGE_M (periods down to about 3 cm), and whether a depth reading was found.
     """
 
-    def __init__(self, points: int, d: int, bands: int = 6, lifted: bool = False, readout: str = "expected"):
+    def __init__(self, points: int, d: int, bands: int = 6, lifted: bool = False, readout: str = "expected",
+                 absent: bool = False):
         super().__init__()
-        self.readout = HEATMAP_READOUTS[readout]
+        self.readout, self.absent = HEATMAP_READOUTS[readout], absent
         self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(bands), persistent=False)
         self.lifted = lifted
         width = 2 + 4 * bands + 1 + ((3 + 6 * bands + 1) if lifted else 0)
@@ -268,7 +270,7 @@ class PointTokens(nn.Module):
             raise ValueError("a PointTokens built with lifted=True takes offsets and found, and one without takes "
                              "neither")
         uv = self.readout(logits) if uv is None else uv  # (N, M, 2)
-        peak = logits.flatten(2).softmax(-1).amax(-1, keepdim=True)  # (N, M, 1)
+        peak = heatmap_certainty(logits, self.absent)  # (N, M, 1)
         features = [uv, *self._fourier(uv), peak]
         if offsets is not None:
             seen = found[..., None].to(offsets.dtype)
@@ -365,7 +367,8 @@ class MDTModel(nn.Module):
         cells = feature_map_size(cfg.image_size, len(cfg.cnn_widths)) if cfg.spatial_tokens else None
         self.camera_encoders = build_camera_encoders(cfg, cameras)
         self.point_tokens = (nn.ModuleDict({c: PointTokens(GOAL_POINTS, d, lifted=cfg.lift_points,
-                                                                  readout=cfg.point_readout)
+                                                                  readout=cfg.point_readout,
+                                                                  absent=cfg.heatmap_absent)
                                             for c in cameras})
                              if cfg.point_tokens else None)
         per_camera = 1 + (cells[0] * cells[1] if cells else 0) + (GOAL_POINTS if cfg.point_tokens else 0)

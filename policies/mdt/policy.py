@@ -424,7 +424,8 @@ class MDTPolicy(nn.Module):
     def _heatmap_loss(self, heat: dict[str, tuple[torch.Tensor, torch.Tensor]], batch: Mapping[str, Any],
                       rows: torch.Tensor | None = None) -> torch.Tensor | None:
         """Mean over cameras of `vision.heatmap_loss` against each row's current GOAL_UV, moved with the
-        image's augmentation shift; None without heat maps or with no goal point in view.
+        image's augmentation shift (with heatmap_absent, out-of-view points train the null cell); None
+        without heat maps or with no goal point to learn from.
 
         heat: {cam: (logits (R, GOAL_POINTS, h2, w2), shift (R, 2) pixels)}; rows (R,): the sample of each
         row (default: all).
@@ -441,7 +442,7 @@ class MDTPolicy(nn.Module):
             logits, shift = heat[cam]
             seen = (uv[:, k].abs() < 1).all(-1, keepdim=True)  # a point out of view stays out, shifted or not
             moved = torch.where(seen, uv[:, k] + (shift * shift.new_tensor([2 / w, 2 / h]))[:, None], uv[:, k])
-            if (t := heatmap_loss(logits, moved)) is not None:
+            if (t := heatmap_loss(logits, moved, absent=self.config.heatmap_absent)) is not None:
                 terms.append(t)
         return torch.stack(terms).mean() if terms else None
 

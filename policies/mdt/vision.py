@@ -118,24 +118,48 @@ def heatmap_peak_points(logits: torch.Tensor, radius: int = 1) -> torch.Tensor:
 HEATMAP_READOUTS = {"expected": heatmap_points, "peak": heatmap_peak_points}
 
 
-def heatmap_loss(logits: torch.Tensor, uv: torch.Tensor) -> torch.Tensor | None:
+def with_null_cell(flat: torch.Tensor) -> torch.Tensor:
+    """(..., h·w) heat-map logits -> (..., h·w + 1): one more class, "not in this image", of logit 0.
+
+    A fixed logit loses nothing against a learned one: the map's own bias shifts every cell against it.
+    The convolutional map can only say "here" cell by cell; with this class it can also say "nowhere",
+    by keeping every cell below 0."""
+    return torch.cat([flat, flat.new_zeros(*flat.shape[:-1], 1)], dim=-1)
+
+
+def heatmap_loss(logits: torch.Tensor, uv: torch.Tensor, absent: bool = False) -> torch.Tensor | None:
     """Dense supervision of where named points are in an image (CLIPort/Transporter-style pixel labels).
 
-    logits (N, M, h, w); uv (N, M, 2) the true points in normalised image coordinates; points outside
-    [-1, 1] (not in view) are skipped. Cross-entropy of the softmax over cells against the cell holding
-    the point, plus the L1 distance of the map's expected point to it, so that the expectation can fall
-    between cell centres. None when no point is in view.
+    logits (N, M, h, w); uv (N, M, 2) the true points in normalised image coordinates, outside [-1, 1]
+    where a point is not in view. Cross-entropy of the softmax over cells against the cell holding the
+    point, plus the L1 distance of the map's expected point to it, so that the expectation can fall
+    between cell centres. Points out of view are skipped, or with `absent` trained to pick the null
+    cell (`with_null_cell`), so that the map learns to say when its object is not in the image instead of
+    pointing anywhere untrained. None when no point is in view (and not `absent`).
     """
     h, w = logits.shape[2:]
     seen = (uv.abs() < 1).all(-1)  # (N, M)
-    if not seen.any():
+    if not (seen.any() or absent):
         return None
     col = ((uv[..., 0] + 1) / 2 * w).long().clamp(0, w - 1)
     row = ((uv[..., 1] + 1) / 2 * h).long().clamp(0, h - 1)
-    flat = logits.flatten(2)[seen]  # (S, h·w)
-    cross_entropy = F.cross_entropy(flat, (row * w + col)[seen])
+    cell = row * w + col
+    if absent:
+        target = torch.where(seen, cell, torch.full_like(cell, h * w))
+        cross_entropy = F.cross_entropy(with_null_cell(logits.flatten(2)).flatten(0, 1), target.flatten())
+    else:
+        cross_entropy = F.cross_entropy(logits.flatten(2)[seen], cell[seen])  # (S, h·w) against (S,)
+    if not seen.any():
+        return cross_entropy
     placed = (heatmap_points(logits)[seen] - uv[seen]).abs().sum(-1).mean()
     return cross_entropy + placed
+
+
+def heatmap_certainty(logits: torch.Tensor, absent: bool = False) -> torch.Tensor:
+    """(N, M, h, w) heat-map logits -> (N, M, 1): the probability of the map's highest cell, with `absent`
+    counted against the null cell as well (then it also falls when the map says its object is not in view)."""
+    flat = logits.flatten(2)
+    return (with_null_cell(flat) if absent else flat).softmax(-1)[..., : flat.shape[-1]].amax(-1, keepdim=True)
 
 
 def feature_map_size(image_size: tuple[int, int], stages: int) -> tuple[int, int]:
