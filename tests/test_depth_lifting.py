@@ -34,8 +34,8 @@ from policies.mdt.vision import lift_image_points
 TINY = MDTConfig(cnn_widths=(8, 16, 16), cnn_groups=4, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=2,
                  image_size=(32, 32), mgf_image_size=(16, 16), mgf_patch=8, mgf_dim=32, cla_dim=16,
                  goal_film=True, goal_heatmaps=True, point_tokens=True, lift_points=True, localisation_weight=1.0,
-                 point_readout="peak",  # the heat-map tests read points the "expected" way
-                 heatmap_absent=True)  # and train without a null cell
+                 point_readout="peak",  # the heat-map tests read points the "expected" way,
+                 heatmap_absent=True)  # and train their maps without the null cell
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,7 @@ def test_with_heatmap_absent_a_point_out_of_view_trains_the_null_cell():
     out_of_view = heatmap_loss(logits, torch.full((2, 1, 2), 2.0), absent=True)
     out_of_view.backward()
     assert out_of_view.item() == pytest.approx(np.log(17))  # 16 cells and the null cell, all alike
-    assert (logits.grad < 0).sum() == 0 and (logits.grad > 0).all()  # every cell pushed down: "nowhere"
+    assert (logits.grad > 0).all()  # every cell pushed down: "nowhere"
     logits.grad = None
     heatmap_loss(logits, torch.tensor([[[0.9, -0.9]], [[2.0, 0.0]]]), absent=True).backward()
     assert logits.grad[0, 0, 0, 3] < 0 and (logits.grad[1] > 0).all()  # one in view (top right), one not
