@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--cache-frames", choices=("memory", "disk"), default="memory",
                     help="keep each run's decoded frames in RAM, or memory-mapped under the run folder, so that a "
-                         "resumed run skips decoding (27 000 scenes at 128 px: about 40 min)")
+                         "resumed run does not decode them again (minutes for thousands of scenes at 128 px)")
     ap.add_argument("--demo-seed-episodes", type=int, default=10,
                     help="also evaluate the full model on this many of its own demonstrations' seeds per task: "
                          "how well it fits what it saw, beside how well it generalises (0: skip)")
