@@ -90,8 +90,20 @@ def _drill(server, sig: int, action: str) -> tuple[DrillResult, subprocess.Popen
     t = time.monotonic()
     os.kill(proc.pid, sig)
     elapsed, pos = _time_to_rest(arm, t)
+    _wait_for_trip(server, trips, t)
     return DrillResult(1000 * elapsed, speed, 1000 * float(np.linalg.norm(pos - p0)),
                        server.stats.watchdog_trips - trips), proc
+
+
+def _wait_for_trip(server, trips_before: int, fault_time: float, grace_s: float = 0.5) -> None:
+    """Wait until the watchdog has tripped, or `grace_s` past its deadline (then the drill reports 0 trips).
+
+    The arm can come to rest before the watchdog's deadline (it reached the last
+    target it was sent); the trip still has to come, so the count is read after it.
+    """
+    deadline = fault_time + server.config.watchdog_s + grace_s
+    while server.stats.watchdog_trips == trips_before and time.monotonic() < deadline:
+        time.sleep(SAMPLE_S)
 
 
 def kill_drill(server, action: str = "0.03,0,0,0,0,0,1") -> DrillResult:

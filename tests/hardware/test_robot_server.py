@@ -173,6 +173,20 @@ def test_a_frozen_link_stops_the_arm_and_the_client_carries_on_after(server):
     assert resumed >= 3  # the same process, thawed, steps again
 
 
+def test_an_arm_that_stops_before_the_watchdog_still_sees_it_trip():
+    # With a 1 s watchdog the arm comes to rest at the last target it was sent
+    # (about 0.3 s) long before the deadline; the drill must still wait for, and count, the trip.
+    cfg = small_twin_config()
+    srv = RobotServer(make_robot(cfg), ServerConfig(port=0, watchdog_s=1.0)).start()
+    try:
+        result, resumed = freeze_drill(srv)
+    finally:
+        srv.stop()
+        srv.embodiment.close()
+    assert result.stop_ms < 1000 and result.watchdog_trips == 1, result
+    assert resumed >= 3
+
+
 def test_client_reconnects_to_a_restarted_server():
     cfg = small_twin_config()
     srv = RobotServer(make_robot(cfg), ServerConfig(port=0)).start()
