@@ -25,6 +25,12 @@ demonstrations and the same steps, three state-only BC policies:
   with the hand's position added 90%, with its orientation (`ee_quat`) added
   42%.
 
+With `--point-noise`, offsets only is also evaluated with each episode's
+goal_points moved by a fixed random offset (TabletopConfig.goal_points_noise,
+the std per axis in metres): a perception system's error, held for the
+episode. That says how precisely a policy that finds the objects in pixels
+must place them before reading them well is what limits it.
+
 All train 15 000 steps and replan every 5 actions of their 10-action chunks
 (on stack, 3 000 steps and whole chunks scored 3% of 30 unseen episodes, 15 000
 steps 20%, 15 000 steps replanning every 5 actions 43%: the defaults are what
@@ -63,6 +69,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--execute-steps", type=int, default=5,
                     help="actions of each 10-action chunk executed before replanning (0: all 10)")
     ap.add_argument("--episodes", type=int, default=50, help="evaluation episodes per family (unseen seeds)")
+    ap.add_argument("--point-noise", default="0.005,0.01,0.02",
+                    help="comma-separated stds (m) of the per-episode goal_points error offsets only is also "
+                         "evaluated under ('' for none)")
     ap.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench_hand_relative")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
@@ -73,6 +82,12 @@ def main(argv: list[str] | None = None) -> dict:
     from policies.bc.configuration import BCConfig
 
     families = [f.strip() for f in args.families.split(",") if f.strip()]
+    try:
+        sigmas = [float(v) for v in args.point_noise.split(",") if v.strip()]
+    except ValueError:
+        ap.error(f"--point-noise takes comma-separated stds in metres (e.g. 0.01,0.02), got {args.point_noise!r}")
+    if any(not v > 0 for v in sigmas):
+        ap.error(f"--point-noise stds must be > 0 m, got {sigmas}")
     unknown = sorted(set(families) - set(BLOCK_FAMILIES))
     if unknown:
         ap.error(f"not block families: {unknown}; choose from {BLOCK_FAMILIES}")
@@ -82,7 +97,14 @@ def main(argv: list[str] | None = None) -> dict:
     variants = {"absolute": BCConfig(state_keys=(*ARM, "goal_points"), **common),
                 "hand_relative": BCConfig(state_keys=ARM, hand_relative=("goal_points",), **common),
                 "offsets_only": BCConfig(state_keys=("gripper",), hand_relative=("goal_points",), **common)}
+
+    def success(checkpoint: Path, task: str, out: Path, **env_kwargs) -> float:
+        info = evaluate(EvalConfig(checkpoint=str(checkpoint), tasks=(task,), episodes=args.episodes,
+                                   seed0=EVAL_SEED0, cameras=(), videos=0, env_kwargs=env_kwargs, out=str(out)))
+        return info["tasks"][task]["success_rate"]
+
     rates: dict[str, dict[str, float]] = {}
+    noisy: dict[str, dict[str, float]] = {}  # family -> std (m, as text) -> offsets only's success under it
     minutes: dict[str, float] = {}
     t0 = time.perf_counter()
     for fam in families:
@@ -90,30 +112,34 @@ def main(argv: list[str] | None = None) -> dict:
         data = args.work / fam / "data"
         if not (data / "meta" / "info.json").exists():
             collect(CollectConfig(tasks=(task,), episodes_per_task=args.demos, cameras=(), out=data))
-        rates[fam] = {}
+        rates[fam], runs = {}, {}
         for name, cfg in variants.items():
-            run = f"{name}_{args.demos}demos_b{args.batch_size}_x{args.execute_steps or 'all'}"
+            run = runs[name] = f"{name}_{args.demos}demos_b{args.batch_size}_x{args.execute_steps or 'all'}"
             minutes[f"{fam}/{name}"] = train_to(TrainConfig(
                 dataset=(str(data),), policy="bc", steps=args.steps, batch_size=args.batch_size,
                 output_dir=str(args.work / fam / "runs"), name=run, save_every=args.steps,
                 log_every=max(1, args.steps // 50)), cfg)
-            info = evaluate(EvalConfig(checkpoint=str(args.work / fam / "runs" / run), tasks=(task,),
-                                       episodes=args.episodes, seed0=EVAL_SEED0, cameras=(), videos=0,
-                                       out=str(args.work / fam / f"eval_{name}")))
-            rates[fam][name] = info["tasks"][task]["success_rate"]
+            rates[fam][name] = success(args.work / fam / "runs" / run, task, args.work / fam / f"eval_{name}")
+        only = args.work / fam / "runs" / runs["offsets_only"]
+        noisy[fam] = {f"{v:g}": success(only, task, args.work / fam / f"eval_noise{v:g}", goal_points_noise=v)
+                      for v in sigmas}
 
     def ratio(a: float, b: float) -> float | None:
         return a / b if b else None
 
-    print(f"\n{'family':16s}" + "".join(f"{name:>16s}" for name in variants) + f"{'ratio':>8s}")
+    print(f"\n{'family':16s}" + "".join(f"{name:>16s}" for name in variants) + f"{'ratio':>8s}"
+          + "".join(f"{f'±{100 * v:g} cm':>10s}" for v in sigmas))
     for fam, r in rates.items():
         q = ratio(r["offsets_only"], r["absolute"])
         print(f"{fam:16s}" + "".join(f"{r[name]:16.0%}" for name in variants)
-              + f"{q if q is not None else float('nan'):8.2f}")
+              + f"{q if q is not None else float('nan'):8.2f}" + "".join(f"{v:10.0%}" for v in noisy[fam].values()))
     mean = {name: sum(r[name] for r in rates.values()) / len(rates) for name in variants}
     result = {"families": {fam: {**r, "ratio": ratio(r["offsets_only"], r["absolute"])} for fam, r in rates.items()},
               **{f"mean_{name}": m for name, m in mean.items()},
               "ratio": ratio(mean["offsets_only"], mean["absolute"]),
+              "point_noise": {"stds_m": sigmas, "families": noisy,
+                              "mean": {f"{v:g}": sum(r[f"{v:g}"] for r in noisy.values()) / len(noisy)
+                                       for v in sigmas}},
               "train_minutes": minutes, "wall_minutes": (time.perf_counter() - t0) / 60,
               "settings": {"demos_per_family": args.demos, "steps": args.steps, "batch_size": args.batch_size,
                            "execute_steps": args.execute_steps or variants["absolute"].action_horizon,

@@ -268,10 +268,15 @@ def hand_relative() -> str | None:
     if d is None:
         return None
     s = d["settings"]
-    rows = ["| family | absolute | hand-relative | offsets only | ratio |", "|---|---:|---:|---:|---:|"]
+    noise = d.get("point_noise") or {"stds_m": [], "families": {}}
+    stds = [f"{v:g}" for v in noise["stds_m"]]
+    rows = ["| family | absolute | hand-relative | offsets only | ratio |"
+            + "".join(f" offsets only, ±{100 * float(v):g} cm |" for v in stds),
+            "|---|---:|---:|---:|---:|" + "---:|" * len(stds)]
     for fam, r in d["families"].items():
         ratio = f"{r['ratio']:.2f}×" if r["ratio"] is not None else "–"
-        rows.append(f"| {fam} | {r['absolute']:.0%} | {r['hand_relative']:.0%} | {r['offsets_only']:.0%} | {ratio} |")
+        rows.append(f"| {fam} | {r['absolute']:.0%} | {r['hand_relative']:.0%} | {r['offsets_only']:.0%} | {ratio} |"
+                    + "".join(f" {noise['families'][fam][v]:.0%} |" for v in stds))
     mean_ratio = f"{d['ratio']:.2f}×" if d["ratio"] is not None else "–"
     rows.append(f"\nMean **{d['mean_absolute']:.1%}** absolute, **{d['mean_hand_relative']:.1%}** hand-relative and "
                 f"**{d['mean_offsets_only']:.1%}** offsets only ({mean_ratio} offsets only / absolute): "
@@ -280,6 +285,10 @@ def hand_relative() -> str | None:
                 f"policy, replanning every {s.get('execute_steps', 10)} actions, "
                 f"{s['episodes_per_family']} unseen episodes per family (seeds from {s['eval_seed0']}), "
                 f"{d['wall_minutes']:.0f} min on {s['cpu_count']} CPU cores (`python bench/hand_relative.py`).")
+    if stds:
+        means = ", ".join(f"**{noise['mean'][v]:.1%}** at ±{100 * float(v):g} cm" for v in stds)
+        rows.append(f"\nOffsets only with each episode's object positions off by a fixed random offset "
+                    f"(std per axis, `goal_points_noise`: a perception system's error): mean {means}.")
     return "\n".join(rows)
 
 

@@ -314,6 +314,29 @@ def test_goal_points_say_where_the_goals_object_is_and_where_it_must_go():
     np.testing.assert_allclose(obs["state"]["goal_points"][3:], store.world.drawer_center(), atol=1e-6)
 
 
+def test_goal_points_noise_shifts_each_named_thing_by_one_fixed_offset_per_episode():
+    """goal_points_noise (a diagnostic): the subject and destination each move by their own offset, fixed for the
+    episode and drawn from its seed; pick's destination is its subject, so both move alike. Nothing else changes."""
+    exact = TabletopEnv(task="place", cameras=())
+    noisy = TabletopEnv(task="place", cameras=(), goal_points_noise=0.05)
+    a, _ = exact.reset(seed=4)
+    b, _ = noisy.reset(seed=4)
+    shift = b["state"]["goal_points"] - a["state"]["goal_points"]
+    assert 0.005 < np.linalg.norm(shift[:3]) < 0.4 and not np.allclose(shift[:3], shift[3:])
+    np.testing.assert_array_equal(a["state"]["ee_pos"], b["state"]["ee_pos"])  # the same scene
+    step = np.zeros(7, np.float32)
+    b2, *_ = noisy.step(step)
+    a2, *_ = exact.step(step)
+    np.testing.assert_allclose(b2["state"]["goal_points"] - a2["state"]["goal_points"], shift, atol=1e-6)  # fixed
+    again, _ = noisy.reset(seed=4)
+    np.testing.assert_array_equal(again["state"]["goal_points"], b["state"]["goal_points"])  # from the seed
+    pick = TabletopEnv(task="pick", cameras=(), goal_points_noise=0.05)
+    points = pick.reset(seed=4)[0]["state"]["goal_points"]
+    np.testing.assert_array_equal(points[:3], points[3:])
+    with pytest.raises(ValueError, match="goal_points_noise"):
+        TabletopEnv(task="pick", goal_points_noise=-0.01)
+
+
 def test_a_pushs_destination_is_the_spot_on_the_table_the_push_must_reach_and_it_stays_put():
     """Push names only a direction; its destination point says where that leaves the object (PUSH_DISTANCE
     along it from where the object started), so that how far is left to push is in the state."""

@@ -58,6 +58,10 @@ class TabletopConfig:
     # scene the image alone tells a policy which demo it is in, and it learns to ignore the words.
     # Families with nothing to choose (the drawer ones) ignore it.
     goals_per_layout: int = 1
+    # > 0: a diagnostic of how precisely a policy reading goal_points must know where things are. Each episode
+    # draws one fixed offset (metres, normal with this std per axis) for the subject and one for the destination
+    # (the same one where the destination is the subject) and adds them to goal_points and its image coordinates.
+    goal_points_noise: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cameras", tuple(self.cameras))
@@ -69,6 +73,8 @@ class TabletopConfig:
         bad = [c for c in self.cameras if c not in CAMERAS]
         if bad:
             raise ValueError(f"unknown cameras {bad}; the tabletop scene has {CAMERAS} (use cameras=() for state only)")
+        if not self.goal_points_noise >= 0:
+            raise ValueError(f"goal_points_noise is a std in metres, >= 0; got {self.goal_points_noise}")
         if self.goals_per_layout < 1:
             raise ValueError(f"goals_per_layout must be >= 1, got {self.goals_per_layout}")
         if len(self.image_size) != 2 or min(self.image_size) < 8:
@@ -219,6 +225,9 @@ class TabletopEnv(gym.Env):
         self.start_positions = start
         self.controller.reset(d)
         self.steps = 0
+        if self.config.goal_points_noise > 0:  # its own stream, so that the noise leaves every other draw alone
+            noise_rng = np.random.default_rng([seed, variant or 0, 1]) if seed is not None else rng
+            self._point_offsets = noise_rng.normal(0.0, self.config.goal_points_noise, (2, 3))
         override = (options or {}).get("instruction")
         if override is not None and (not isinstance(override, str) or not override.strip()):
             raise ValueError(f"options['instruction'] must be a non-empty string, got {override!r}")
@@ -268,6 +277,9 @@ class TabletopEnv(gym.Env):
         """`proprioception()` and the privileged goal points, in the world and in each of `cameras`' images
         (this tick's `camera_info()`) (float32 vectors), no rendering."""
         points = goal_points(self.goal, self.world)
+        if self.config.goal_points_noise > 0:
+            same = np.array_equal(points[:3], points[3:])  # the destination is the subject itself: one error
+            points = points + self._point_offsets[[0, 0 if same else 1]].ravel().astype(np.float32)
         state = self.proprioception() | {"goal_points": np.clip(points, -2.0, 2.0)}
         if self.config.cameras:
             h, w = self.config.image_size
