@@ -80,14 +80,17 @@ def test_sigkill_while_recording_keeps_finished_episodes(tmp_path):
 
 def test_sigkill_at_random_moments_never_breaks_the_dataset(tmp_path):
     root, rng, committed = tmp_path / "ds", random.Random(0), -1
-    for _ in range(8):  # until a few episodes made it (a busy machine may get a kill in before the first)
+    for attempt in range(12):  # until a few episodes made it
         if committed >= 2:
             break
         child = start(RECORDS_FOREVER, root)
         assert child.stdout.readline().strip() == "start"
+        # Every other round waits for one episode first, so that a machine too busy to finish one in the
+        # random delay still makes progress; the kill then lands in the next one.
+        printed = [int(child.stdout.readline())] if attempt % 2 else []
         time.sleep(rng.uniform(0.1, 0.8))  # lands anywhere: encoding, writing, publishing, committing
         os.kill(child.pid, signal.SIGKILL)
-        printed = [int(line) for line in child.stdout.read().split()]
+        printed += [int(line) for line in child.stdout.read().split()]
         child.wait(timeout=10)
         ds = open_dataset(root)
         # Every episode the child reported is there; at most the one in flight may also have committed.
