@@ -243,6 +243,37 @@ def test_state_keys_choose_the_state_entries_the_policy_reads(dataset, language,
         make(dataset, language, state_keys=("object_pose",))
 
 
+def test_hand_relative_points_reach_the_state_token_as_offsets_from_the_hand(tmp_path, language, one_thread):
+    # With exact object positions read this way and only the gripper besides, the policy sees where things
+    # are from the hand, as its ee_delta actions move it: the diagnostic of docs/architecture.md.
+    from embodied.collect import CollectConfig, collect
+
+    collect(CollectConfig(tasks=("tabletop/pick-v0",), episodes_per_task=1, cameras=("front",), image_size=32,
+                          workers=1, out=tmp_path / "pick"), progress=False)
+    data = open_dataset(tmp_path / "pick")
+    policy = make(data, language, state_keys=("gripper",), hand_relative=("goal_points",))
+    assert policy.model.state_in.in_features == 1 + 6  # the gripper, then the object and its destination
+    with torch.no_grad():  # the AdaLN-Zero layers start at zero: give every input a path to the actions
+        for block in policy.model.decoder:
+            block.ada[1].weight.normal_(0, 0.1)
+        policy.model.final_ada[1].weight.normal_(0, 0.1)
+        policy.model.action_out.weight.normal_(0, 0.1)
+    batch = batch_for(policy, data, episodes=[0])
+
+    def act(state: torch.Tensor) -> torch.Tensor:
+        return policy.predict(batch | {STATE: state}, generator=torch.Generator().manual_seed(0))
+
+    moved = batch[STATE].clone()
+    for key in ("ee_pos", "goal_points"):  # the hand and the object move together: the same offsets
+        idx = state_indices(data.spec, (key,))
+        moved[..., idx] += torch.tensor([0.05, -0.02, 0.01]).repeat(len(idx) // 3)
+    assert torch.allclose(act(moved), act(batch[STATE]), atol=1e-5)
+    moved[..., state_indices(data.spec, ("goal_points",))[:3]] += 0.05  # the object alone moves
+    assert not torch.allclose(act(moved), act(batch[STATE]), atol=1e-3)
+    with pytest.raises(ValueError, match="MDTConfig.hand_relative: 'gripper' has 1 values, not 3-d points"):
+        make(data, language, hand_relative=("gripper",))
+
+
 def test_goal_film_makes_the_camera_tokens_depend_on_the_goal(dataset, language, tmp_path, one_thread):
     policy = make(dataset, language, goal_film=True)
     batch = batch_for(policy, dataset)

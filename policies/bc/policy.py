@@ -18,13 +18,12 @@ from torch import nn
 from embodied import checkpoint
 from embodied.batching import histories_to_batch
 from embodied.data import format as fmt
+from embodied.hand_relative import HandRelativePoints
 from embodied.language import shared_encoder
 from embodied.normalize import Normalizer
 from embodied.types import Action, Correction, EmbodimentSpec, Observation
 from policies.bc.configuration import BCConfig
 from policies.bc.model import BCNet
-
-HAND_RELATIVE_UNIT_M = 0.1  # hand-relative offsets are read in tenths of a metre: a tabletop's reach is about 1
 
 
 class BCPolicy(nn.Module):
@@ -41,8 +40,8 @@ class BCPolicy(nn.Module):
         # The encoder is held outside the module tree on purpose: frozen, shared, never in state_dict.
         self._encoder = None if config.language == "none" else shared_encoder(config.language_model)
         self._state_index = torch.tensor(fmt.state_indices(spec, config.state_keys))
-        self._points_index, self._hand_index = self._hand_relative_indices(config, spec)
-        self.net = BCNet(self.cameras, len(self._state_index) + len(self._points_index), spec.action.dim, config.obs_horizon,
+        self._hand_relative = HandRelativePoints(spec, config.hand_relative, owner="BCConfig.hand_relative")
+        self.net = BCNet(self.cameras, len(self._state_index) + self._hand_relative.width, spec.action.dim, config.obs_horizon,
                          config.action_horizon, tuple(config.cnn_channels), config.feature_dim, config.hidden_dim,
                          None if self._encoder is None else self._encoder.dim, config.language)
         self.reset()
@@ -63,29 +62,9 @@ class BCPolicy(nn.Module):
         modes |= {fmt.video_key(c): config.image_norm for c in cameras}
         return cls(config, spec, Normalizer(stats, modes))
 
-    @staticmethod
-    def _hand_relative_indices(config: BCConfig, spec: EmbodimentSpec) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions in the flat state of the hand_relative points (k·3) and of ee_pos (3); checks them."""
-        if not config.hand_relative:
-            return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
-        problems = []
-        if spec.state.get("ee_pos") != 3:
-            problems.append(f"the state has no 3-d 'ee_pos' to measure from (it has {dict(spec.state)})")
-        for key in config.hand_relative:
-            if key not in spec.state:
-                problems.append(f"{key!r} is not in the state ({list(spec.state)})")
-            elif spec.state[key] % 3:
-                problems.append(f"{key!r} has {spec.state[key]} values, not 3-d points")
-        if problems:
-            raise ValueError("BCConfig.hand_relative: " + "; ".join(problems))
-        return (torch.tensor(fmt.state_indices(spec, config.hand_relative)),
-                torch.tensor(fmt.state_indices(spec, ("ee_pos",))))
-
     def hand_relative_offsets(self, state: torch.Tensor) -> torch.Tensor:
         """(..., S) raw state -> (..., k·3) each hand_relative point minus ee_pos, in HAND_RELATIVE_UNIT_M."""
-        points = state[..., self._points_index.to(state.device)].unflatten(-1, (-1, 3))
-        hand = state[..., self._hand_index.to(state.device)]
-        return ((points - hand[..., None, :]) / HAND_RELATIVE_UNIT_M).flatten(-2)
+        return self._hand_relative(state)
 
     def data_requirements(self) -> dict[str, Any]:
         return {"obs_horizon": self.config.obs_horizon, "action_horizon": self.config.action_horizon,
@@ -110,8 +89,8 @@ class BCPolicy(nn.Module):
             images[cam] = self.normalizer.normalize(fmt.video_key(cam), x)  # per-channel (3, 1, 1) statistics
         raw = batch[fmt.STATE].to(dev).float()
         state = self.normalizer.normalize(fmt.STATE, raw)[..., self._state_index.to(dev)]
-        if len(self._points_index):
-            state = torch.cat([state, self.hand_relative_offsets(raw)], dim=-1)
+        if self._hand_relative.width:
+            state = torch.cat([state, self._hand_relative(raw)], dim=-1)
         lang = None
         if self._encoder is not None:
             lang = torch.from_numpy(self._encoder.encode(texts)).to(dev)

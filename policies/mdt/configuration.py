@@ -35,6 +35,10 @@ class MDTConfig:
     random_shift: int = 4           # train-time augmentation: pad and random-crop by this many pixels
     use_state: bool = True          # add one proprioceptive token per frame (MDT uses images only)
     state_keys: tuple[str, ...] = ()   # state entries that token reads; () = all (e.g. ("ee_pos", "gripper"))
+    # State entries of 3-D world points (tabletop: the privileged goal_points, or a tracker's objects)
+    # that the state token also reads as offsets from ee_pos (embodied.hand_relative, as
+    # BCConfig.hand_relative does): the hand moves in that frame. A policy-stage field. Beyond MDT.
+    hand_relative: tuple[str, ...] = ()
 
     # --- network sizes ---------------------------------------------------------------------------
     cnn_widths: tuple[int, ...] = (16, 32, 64, 64)   # channels per stride-2 stage of the per-camera CNN
@@ -152,6 +156,7 @@ class MDTConfig:
     def __post_init__(self) -> None:
         self.cameras = tuple(self.cameras)
         self.state_keys = tuple(self.state_keys)
+        self.hand_relative = tuple(self.hand_relative)
         self.image_size = tuple(int(v) for v in self.image_size)
         self.mgf_image_size = tuple(int(v) for v in self.mgf_image_size)
         self.cnn_widths = tuple(int(v) for v in self.cnn_widths)
@@ -174,6 +179,8 @@ class MDTConfig:
             problems.append("heatmap_absent=True needs goal_heatmaps=True: the null cell belongs to the heat maps")
         if self.point_tokens and not self.goal_heatmaps:
             problems.append("point_tokens=True needs goal_heatmaps=True: the tokens are the heat maps' points")
+        if self.hand_relative and not self.use_state:
+            problems.append(f"hand_relative={self.hand_relative} needs use_state=True: the state token reads them")
         if self.lift_points and not self.point_tokens:
             problems.append("lift_points=True needs point_tokens=True: the lifted points join those tokens")
         if self.point_readout not in ("expected", "peak"):

@@ -37,6 +37,7 @@ from torch import nn
 from embodied import checkpoint
 from embodied.batching import histories_to_batch
 from embodied.data.format import ACTION, STATE, depth_key, extrinsics_key, intrinsics_key, state_indices, video_key
+from embodied.hand_relative import HandRelativePoints
 from embodied.language import shared_encoder
 from embodied.normalize import MissingStatisticError, Normalizer
 from embodied.types import GOAL_UV, Action, Correction, EmbodimentSpec, Observation
@@ -104,6 +105,7 @@ class MDTPolicy(nn.Module):
             if feature not in normalizer.modes:
                 raise MissingStatisticError(f"the normaliser has no mode for {feature!r}; MDT needs it")
         self._state_index = torch.tensor(state_indices(spec, config.state_keys))
+        self._hand_relative = HandRelativePoints(spec, config.hand_relative, owner="MDTConfig.hand_relative")
         # The localisation head places the goal's points in the world; GOAL_UV trains the heat maps instead.
         located = tuple(k for k in spec.privileged if k != GOAL_UV)
         self._privileged_index = torch.tensor(state_indices(spec, located) if located else [], dtype=torch.long)
@@ -117,7 +119,7 @@ class MDTPolicy(nn.Module):
                              "(tabletop: goal_points)")
         self.model = (PerceptionModel(config, self.cameras, len(self._privileged_index))
                       if config.stage == "perception" else
-                      MDTModel(config, self.cameras, len(self._state_index), spec.action.dim,
+                      MDTModel(config, self.cameras, len(self._state_index) + self._hand_relative.width, spec.action.dim,
                                privileged_dim=len(self._privileged_index)))
         self._language = language_encoder
         self.scheduler = edm.make_scheduler(config.sigma_min, config.sigma_max, config.sigma_data)
@@ -265,7 +267,8 @@ class MDTPolicy(nn.Module):
             state = state[picked]
         shifted = {cam: self._images_and_shifts(f, self.config.image_size, augment) for cam, f in frames.items()}
         geometry = self._point_geometry(batch, state, {cam: s for cam, (_, s) in shifted.items()}, picked)
-        state = self.normalizer.normalize(STATE, state)[..., self._state_index.to(self.device)]
+        state = torch.cat([self.normalizer.normalize(STATE, state)[..., self._state_index.to(self.device)],
+                           self._hand_relative(state)], dim=-1)
         tokens, heat = self.model.observation_tokens_and_heatmaps({cam: x for cam, (x, _) in shifted.items()}, state,
                                                                   goal if film else None, geometry)
         heat = {cam: (maps, shifted[cam][1][:, -1]) for cam, maps in heat.items()}
