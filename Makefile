@@ -11,6 +11,19 @@ export PYTHONUNBUFFERED := 1
 # range resolved later would pull a multi-GB CUDA build instead.
 TORCH_PIN ?= torch==2.13.0
 
+# Debian packages the suite and the demo need: EGL + Mesa for offscreen MuJoCo, Chromium and its driver for
+# the live page's browser test, libusb for pyrealsense2, Xvfb for the teleop test. Checked on every run
+# (dpkg, under a second); installed when missing if this is Debian and we are root, else named.
+APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libglx-mesa0 chromium chromium-driver libusb-1.0-0 xvfb
+
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "warning: missing Debian packages:" $$missing "(apt-get install them as root; tests that need them are skipped or fail)"; fi
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -18,8 +31,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[sim,torch,hardware,franka,ur,xarm,bus,realsense,teleop,test]'
 	touch $@
 
-.PHONY: install demo test bench bench-deploy bench-learning readme-tables clean
-install: $(VENV)/.installed
+.PHONY: system-packages install demo test bench bench-deploy bench-learning readme-tables clean
+install: system-packages $(VENV)/.installed
 
 ## The main job on its built-in default: expert demos on the tabletop suite + report.
 demo: install
