@@ -88,9 +88,8 @@ class BCPolicy(nn.Module):
             x = batch[fmt.video_key(cam)].to(dev).permute(0, 1, 4, 2, 3).float().div_(255.0)
             images[cam] = self.normalizer.normalize(fmt.video_key(cam), x)  # per-channel (3, 1, 1) statistics
         raw = batch[fmt.STATE].to(dev).float()
-        state = self.normalizer.normalize(fmt.STATE, raw)[..., self._state_index.to(dev)]
-        if self._hand_relative.width:
-            state = torch.cat([state, self._hand_relative(raw)], dim=-1)
+        state = torch.cat([self.normalizer.normalize(fmt.STATE, raw)[..., self._state_index.to(dev)],
+                           self._hand_relative(raw)], dim=-1)
         lang = None
         if self._encoder is not None:
             lang = torch.from_numpy(self._encoder.encode(texts)).to(dev)
