@@ -157,14 +157,17 @@ def main(argv: list[str] | None = None) -> dict:
               "scene_frames": args.scene_frames, "state_keys": state_keys}
     if ccfg.depth:  # only then, so that data recorded without depth still serves every other policy
         wanted["depth"] = True
+    wanted["episode_sources"] = True  # data recorded before episodes kept their env and seed cannot be resumed
     made = args.work / "data_settings.json"
-    if not (data / "meta" / "info.json").exists() or not made.exists() or json.loads(made.read_text()) != wanted:
+    if not made.exists() or json.loads(made.read_text()) != wanted:
         shutil.rmtree(args.work, ignore_errors=True)  # runs trained on other data are stale too
-        # Cameras render at the policy's size: nothing to resize per step, and llvmpipe draws a quarter of the pixels.
-        collect(ccfg)
-        if args.scenes:
-            collect(scfg)
+        args.work.mkdir(parents=True)
         made.write_text(json.dumps(wanted))
+    # Cameras render at the policy's size: nothing to resize per step, and llvmpipe draws a quarter of the pixels.
+    # A run killed while collecting resumes here: the episodes already recorded are not made again.
+    collect(ccfg)
+    if args.scenes:
+        collect(scfg)
     datasets = (str(data), str(scenes)) if args.scenes else (str(data),)
 
     if args.scratch and not args.pretrain_steps:

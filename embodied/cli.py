@@ -43,6 +43,9 @@ def cmd_collect(cfg: CollectConfig) -> None:
     saved = _save_config(cfg, report_dir / "config.json")
     started = time.monotonic()
     stats = collect(cfg)
+    already = sum(s.already for s in stats.values())
+    if already:
+        print(f"resumed: {already} episodes were already in {cfg.out} and were not collected again")
     if cfg.scenes_only:  # no expert ran: there is no success to report
         for s in stats.values():
             print(f"{s.task:40s} {s.attempted:6d} scenes, {sum(s.steps):7d} frames")

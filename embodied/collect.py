@@ -46,7 +46,13 @@ class CollectConfig:
     a reset each, far less than a demonstration, and shows a policy many
     more layouts than its demonstrations do.
     depth: also record each camera's depth image and calibration per frame
-    (`DatasetWriter(depth=True)`), which MDT's `lift_points` reads."""
+    (`DatasetWriter(depth=True)`), which MDT's `lift_points` reads.
+
+    Collecting into a dataset that exists resumes it: every episode records
+    its env and seed, and the (env, seed) pairs already there are not run
+    again, so a killed collection restarted with the same config ends with
+    the dataset an uninterrupted one writes. (Seeds whose expert failed were
+    not recorded and run again; they fail again, only costing time.)"""
 
     tasks: tuple[str, ...] = ("tabletop/",)
     episodes_per_task: int = 5
@@ -80,6 +86,7 @@ class TaskStats:
     steps: list[int] = dataclasses.field(default_factory=list)
     interventions: int = 0
     episode_indices: list[int] = dataclasses.field(default_factory=list)  # where its episodes went in the dataset
+    already: int = 0  # its episodes the dataset held before this collection (a resumed one), not run again
 
     @property
     def success_rate(self) -> float:
@@ -175,6 +182,22 @@ def run_jobs(jobs: list[tuple[str, int]], kwargs: dict[str, Any], workers: int,
 # --- parent side ---------------------------------------------------------------
 
 
+def recorded_sources(root: Path) -> set[tuple[str, int]]:
+    """The (env, seed) of every episode in the dataset at `root` (empty when there is none)."""
+    from embodied.data import DatasetError, open_dataset
+    from embodied.data import format as fmt
+
+    if not (Path(root) / fmt.INFO_PATH).exists():
+        return set()
+    sources = open_dataset(root).episode_sources
+    unknown = sum(env is None or seed is None for env, seed in sources)
+    if unknown:
+        raise DatasetError(f"{root} holds {unknown} episodes that do not record their env and seed (recorded by hand, "
+                           "or before datasets kept them), so a collection cannot tell which it would repeat; "
+                           "collect into a new folder (--out)", root)
+    return {(str(env), int(seed)) for env, seed in sources}
+
+
 def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, TaskStats]:
     """Run the experts and write successful episodes to `cfg.out` (or, with `scenes_only`, every scene).
     Returns per-task stats."""
@@ -183,14 +206,19 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, TaskStats]:
     if cfg.scene_frames < 1:
         raise ValueError(f"scene_frames must be >= 1 (ticks recorded per scene), got {cfg.scene_frames}")
     tasks = resolve_tasks(cfg.tasks)
-    jobs = [(t, seed) for k, t in enumerate(tasks) for seed in cfg.task_seeds(k)]
-    stats = {t: TaskStats(t) for t in tasks}
+    recorded = recorded_sources(cfg.out)
+    wanted = [(t, seed) for k, t in enumerate(tasks) for seed in cfg.task_seeds(k)]
+    jobs = [job for job in wanted if job not in recorded]
+    stats = {t: TaskStats(t, already=sum((t, seed) in recorded for seed in cfg.task_seeds(k)))
+             for k, t in enumerate(tasks)}
     writer = None
-    bar = tqdm(total=len(jobs), desc="rendering scenes" if cfg.scenes_only else "collecting", unit="ep",
-               disable=not progress)
+    bar = tqdm(total=len(wanted), initial=len(wanted) - len(jobs), unit="ep", disable=not progress,
+               desc=("rendering scenes" if cfg.scenes_only else "collecting") + (" (resumed)" if recorded else ""))
     frames = cfg.scene_frames if cfg.scenes_only else None
     try:
-        for task, _seed, episode, interventions in run_jobs(jobs, env_kwargs(cfg), cfg.workers, frames):
+        # Nothing left to do (a finished collection run again) starts no worker processes.
+        for task, _seed, episode, interventions in (run_jobs(jobs, env_kwargs(cfg), cfg.workers, frames)
+                                                    if jobs else ()):
             s = stats[task]
             s.attempted += 1
             s.succeeded += int(episode.success)
@@ -205,8 +233,8 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, TaskStats]:
             if cfg.scenes_only:  # a scene has no goal to reach
                 bar.set_postfix(task=task.split("/")[-1])
             else:
-                bar.set_postfix(task=task.split("/")[-1],
-                                success=f"{sum(x.succeeded for x in stats.values())}/{bar.n + 1}")
+                bar.set_postfix(task=task.split("/")[-1], success=f"{sum(x.succeeded for x in stats.values())}/"
+                                                                  f"{sum(x.attempted for x in stats.values())}")
             bar.update()
     finally:
         bar.close()

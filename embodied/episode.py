@@ -35,8 +35,9 @@ class RecordedEpisode:
         return len(self.frames)
 
     def write_to(self, writer: Any) -> Any:
-        """Replay into a recorder with the runner's Recorder interface (e.g. a DatasetWriter)."""
-        writer.start_episode(self.task)
+        """Replay into a DatasetWriter, with meta's env and seed (when set) as the episode's provenance;
+        returns its episode index."""
+        writer.start_episode(self.task, env=self.meta.get("env"), seed=self.meta.get("seed"))
         for f in self.frames:
             writer.add_frame(
                 f.obs, f.action, language_motion=f.language_motion, subtask=f.subtask, corrections=f.corrections

@@ -1,5 +1,7 @@
 """Expert demonstrations: parallel collection writes the same dataset as serial."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -119,3 +121,70 @@ def test_the_collect_command_reports_scenes_as_scenes(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "2 scenes,       4 frames" in printed and "%" not in printed
     assert not open_dataset(tmp_path / "scenes").demonstrations
+
+
+def test_a_killed_collection_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(tmp_path):
+    """`embodied collect` killed with SIGKILL part-way, then run again with the same arguments: the episodes it
+    had committed are kept and not rendered again, and the dataset ends with the same scenes, in the same order,
+    as a collection that was never interrupted."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from embodied.data import open_dataset
+
+    args = ["--tasks", "tabletop/reach-v0", "tabletop/push-v0", "--episodes-per-task", "4", "--scenes-only",
+            "--cameras", "front", "--image-size", "32", "--workers", "1"]
+    root = tmp_path / "resumed"
+    command = [sys.executable, "-m", "embodied.cli", "collect", *args, "--out", str(root)]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    child = subprocess.Popen(command, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    info = root / "meta" / "info.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and child.poll() is None:
+        if info.exists() and json.loads(info.read_text())["total_episodes"] >= 3:
+            break
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    kept = open_dataset(root).episode_sources
+    assert 3 <= len(kept) < 8, "the kill should land part-way through the eight scenes"
+
+    done = subprocess.run(command, check=False, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resumed: {len(kept)} episodes were already in {root}" in done.stdout
+    straight = tmp_path / "straight"
+    subprocess.run([sys.executable, "-m", "embodied.cli", "collect", *args, "--out", str(straight)], cwd=repo,
+                   check=True, capture_output=True, timeout=300)
+    a, b = open_dataset(root), open_dataset(straight)
+    expected = [(env, seed) for env, seeds in (("tabletop/reach-v0", range(4)), ("tabletop/push-v0", range(4, 8)))
+                for seed in seeds]
+    assert a.episode_sources == b.episode_sources == expected
+    assert a.verify() == []
+    for i in range(len(expected)):
+        np.testing.assert_array_equal(a.episode(i).state["goal_points"], b.episode(i).state["goal_points"])
+        assert a.episode_task(i) == b.episode_task(i)
+
+
+def test_collecting_again_adds_nothing_and_a_dataset_without_provenance_is_refused(tmp_path):
+    """The second run of one config finds every demonstration recorded; a dataset whose episodes do not say
+    which env and seed made them (recorded by hand) cannot be resumed, since nothing tells what would repeat."""
+    from embodied.data import DatasetError, open_dataset
+    from embodied.data.synthetic import write_synthetic_dataset
+
+    cfg = CollectConfig(tasks=("tabletop/reach-v0",), episodes_per_task=2, cameras=("front",), image_size=32,
+                        workers=1, out=tmp_path / "demos")
+    first = collect(cfg, progress=False)["tabletop/reach-v0"]
+    again = collect(cfg, progress=False)["tabletop/reach-v0"]
+    assert (first.attempted, first.already) == (2, 0)
+    assert (again.attempted, again.already) == (0, first.succeeded)
+    assert open_dataset(cfg.out).episode_sources == [("tabletop/reach-v0", 0), ("tabletop/reach-v0", 1)][
+        :first.succeeded]
+
+    by_hand = write_synthetic_dataset(tmp_path / "by_hand", num_episodes=2)
+    assert open_dataset(by_hand).episode_sources == [(None, None), (None, None)]
+    with pytest.raises(DatasetError, match="do not record their env and seed"):
+        collect(dataclasses.replace(cfg, out=by_hand), progress=False)

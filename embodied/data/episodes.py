@@ -4,7 +4,10 @@ Columns follow LeRobot v3.0 (``episode_index``, ``tasks``, ``length``,
 ``data/chunk_index``, ``data/file_index``, ``dataset_from_index``,
 ``dataset_to_index``, ``videos/<key>/{chunk_index,file_index,from_timestamp,
 to_timestamp}``, ``meta/episodes/{chunk_index,file_index}``,
-``stats/<feature>/<stat>``) plus our ``success``. Rows are plain dicts.
+``stats/<feature>/<stat>``) plus our ``success`` and the episode's provenance,
+``env`` and ``seed`` (the registered env and the reset seed that made it;
+null when unknown, as for teleoperated episodes and datasets written before
+these columns existed). Rows are plain dicts.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from embodied.data.stats import STAT_NAMES, Stats
 from embodied.types import EmbodimentSpec
 
 Row = dict[str, Any]
+PROVENANCE = ("env", "seed")  # optional columns: tables written before them read as null
 
 
 def stats_features(spec: EmbodimentSpec) -> list[str]:
@@ -44,6 +48,7 @@ def schema(spec: EmbodimentSpec) -> pa.Schema:
                    (f"videos/{key}/from_timestamp", pa.float64()), (f"videos/{key}/to_timestamp", pa.float64())]
     fields += [("meta/episodes/chunk_index", pa.int64()), ("meta/episodes/file_index", pa.int64()),
                ("success", pa.bool_())]
+    fields += [(name, pa.string() if name == "env" else pa.int64()) for name in PROVENANCE]
     for feature in stats_features(spec):
         for stat in STAT_NAMES:
             fields.append((f"stats/{feature}/{stat}", pa.list_(pa.int64() if stat == "count" else pa.float64())))
@@ -51,7 +56,8 @@ def schema(spec: EmbodimentSpec) -> pa.Schema:
 
 
 def make_row(spec: EmbodimentSpec, layout: fmt.Layout, *, episode_index: int, task: str, length: int,
-             from_index: int, fps: float, success: bool, stats: Mapping[str, Stats]) -> Row:
+             from_index: int, fps: float, success: bool, stats: Mapping[str, Stats], env: str | None = None,
+             seed: int | None = None) -> Row:
     chunk, file = layout.chunk_file(episode_index)
     row: Row = {
         "episode_index": episode_index,
@@ -68,7 +74,7 @@ def make_row(spec: EmbodimentSpec, layout: fmt.Layout, *, episode_index: int, ta
                 f"videos/{key}/from_timestamp": 0.0, f"videos/{key}/to_timestamp": length / fps}
     meta_chunk, meta_file = layout.episodes_chunk_file(episode_index)
     row |= {"meta/episodes/chunk_index": meta_chunk, "meta/episodes/file_index": meta_file,
-            "success": bool(success)}
+            "success": bool(success), "env": env, "seed": None if seed is None else int(seed)}
     for feature, s in stats.items():
         for stat in STAT_NAMES:
             row[f"stats/{feature}/{stat}"] = np.asarray(s[stat]).reshape(-1).tolist()
@@ -104,12 +110,14 @@ def read_rows(layout: fmt.Layout, total_episodes: int, spec: EmbodimentSpec) -> 
     paths = layout.episodes_files()
     if not paths:
         raise missing(layout.episodes(0, 0), fmt.BROKEN_META_HINT)
-    needed = [f.name for f in schema(spec)]
+    needed = [f.name for f in schema(spec) if f.name not in PROVENANCE]
     rows = []
     for path in paths:
         table = fmt.read_table(path, "an episodes table", fmt.BROKEN_META_HINT)
         fmt.require_columns(table, needed, path, fmt.BROKEN_META_HINT)
-        rows += [r for r in table.select(needed).to_pylist() if r["episode_index"] < total_episodes]
+        present = [name for name in PROVENANCE if name in table.column_names]
+        rows += [dict.fromkeys(PROVENANCE) | r for r in table.select(needed + present).to_pylist()
+                 if r["episode_index"] < total_episodes]
     rows.sort(key=lambda r: r["episode_index"])
     if [r["episode_index"] for r in rows] != list(range(total_episodes)):
         found = [r["episode_index"] for r in rows]

@@ -143,6 +143,12 @@ class Dataset:
     def successes(self) -> list[bool]:
         return [bool(r["success"]) for r in self._rows]
 
+    @property
+    def episode_sources(self) -> list[tuple[str | None, int | None]]:
+        """(env, seed) that made each episode; (None, None) where the dataset does not know
+        (teleoperated episodes, datasets written before it was recorded)."""
+        return [(r["env"], r["seed"]) for r in self._rows]
+
     def episode_task(self, i: int) -> str:
         return self._row(i)["tasks"][0]
 

@@ -58,6 +58,8 @@ class _Recording:
 
     episode_index: int
     task: str
+    env: str | None
+    seed: int | None
     videos: dict[str, Mp4Writer]
     states: list[np.ndarray] = dataclasses.field(default_factory=list)
     actions: list[np.ndarray] = dataclasses.field(default_factory=list)
@@ -227,8 +229,11 @@ class DatasetWriter:
     def recording(self) -> bool:
         return self._recording is not None
 
-    def start_episode(self, task: str) -> int:
-        """Begin recording an episode of `task` (its instruction); returns the index it will get."""
+    def start_episode(self, task: str, *, env: str | None = None, seed: int | None = None) -> int:
+        """Begin recording an episode of `task` (its instruction); returns the index it will get.
+
+        env, seed: where the episode came from (a registered env and its reset seed), stored in the
+        episodes table so that a collection can tell which episodes it already recorded."""
         self._check_open()
         if self._recording is not None:
             raise RuntimeError("an episode is already being recorded; call end_episode() or discard_episode() first")
@@ -246,7 +251,8 @@ class DatasetWriter:
             for w in videos.values():
                 w.abort()
             raise
-        self._recording = _Recording(index, task, videos, thumbnails={c: [] for c in self.spec.camera_names})
+        self._recording = _Recording(index, task, env, None if seed is None else int(seed), videos,
+                                     thumbnails={c: [] for c in self.spec.camera_names})
         return index
 
     def add_frame(self, obs: Observation, action: np.ndarray | Action, *, language_motion: str = "",
@@ -340,7 +346,8 @@ class DatasetWriter:
             stats |= {fmt.video_key(c): image_stats(np.stack(t)) for c, t in rec.thumbnails.items()}
             stats |= {name: numeric_stats(columns[name]) for name in fmt.SCALAR_FEATURES}
             row = eps.make_row(self.spec, self.layout, episode_index=index, task=rec.task, length=length,
-                               from_index=from_index, fps=self.fps, success=success, stats=stats)
+                               from_index=from_index, fps=self.fps, success=success, stats=stats,
+                               env=rec.env, seed=rec.seed)
 
             # Episode files first: nothing refers to them until info.json counts this episode.
             for tmp, final in staged:
