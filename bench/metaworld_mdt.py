@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -78,15 +77,13 @@ def comparison_table(suite: str, mean: float, splits: dict[str, float | None]) -
 
 
 def collect_demos(tasks: tuple[str, ...], demos: int, image_size: int, out: Path) -> int:
-    """Scripted-expert demos of `tasks` into dataset `out` (reused if complete); returns the episodes kept."""
+    """Scripted-expert demos of `tasks` into dataset `out`; returns the episodes kept. A complete dataset is
+    reused and one a killed run left half-written is resumed (collect skips the episodes it holds)."""
     from embodied.collect import CollectConfig, collect
 
-    info = out / "meta" / "info.json"
-    if not info.exists():
-        shutil.rmtree(out, ignore_errors=True)  # a half-written folder from a killed run
-        collect(CollectConfig(tasks=tuple(f"metaworld/{t}" for t in tasks), episodes_per_task=demos, out=out,
-                              image_size=image_size))
-    return json.loads(info.read_text())["total_episodes"]
+    collect(CollectConfig(tasks=tuple(f"metaworld/{t}" for t in tasks), episodes_per_task=demos, out=out,
+                          image_size=image_size))
+    return json.loads((out / "meta" / "info.json").read_text())["total_episodes"]
 
 
 def train_mdt(data: Path, runs: Path, name: str, steps: int, batch_size: int, image_size: int,
@@ -97,7 +94,7 @@ def train_mdt(data: Path, runs: Path, name: str, steps: int, batch_size: int, im
     policy_cfg = load_policy_class("mdt").config_class()
     policy_cfg = dataclasses.replace(policy_cfg, image_size=(image_size, image_size), state_keys=state_keys)
     return train_to(TrainConfig(dataset=(str(data),), policy="mdt", steps=steps, batch_size=batch_size,
-                                output_dir=str(runs), name=name, save_every=max(1, steps // 4),
+                                output_dir=str(runs), name=name, save_every=max(1, steps // 20),
                                 log_every=max(1, steps // 100)), policy_cfg)
 
 
