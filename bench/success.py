@@ -73,6 +73,17 @@ def random_policy_success(task: str, episodes: int) -> float:
     return ok / episodes
 
 
+def carry_locator(policy_run: Path, locator_run: Path) -> Path:
+    """The trained policy at `policy_run` carrying the locator at `locator_run` (MDTPolicy.carrying_locator),
+    saved beside it as `<policy_run>_located`."""
+    from embodied.train_state import pretrained_dir
+    from policies.mdt.policy import MDTPolicy
+
+    out = policy_run.with_name(policy_run.name + "_located")
+    MDTPolicy.from_pretrained(pretrained_dir(policy_run)).carrying_locator(locator_run).save_pretrained(out)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demos", type=int, default=50, help="expert demonstrations per family")
@@ -82,6 +93,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=20_000, help="training steps per model")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--image-size", type=int, default=64, help="image size the policy sees (pixels)")
+    ap.add_argument("--camera-size", type=int, default=None,
+                    help="size the cameras render and the data keeps (pixels; default: --image-size). Larger "
+                         "than --image-size for a locator (--locator-steps), which reads the full frames")
     ap.add_argument("--scenes", type=int, default=0,
                     help="rendered scenes per family without demonstrations, for perception (0: none)")
     ap.add_argument("--scene-frames", type=int, default=1,
@@ -91,6 +105,9 @@ def main(argv: list[str] | None = None) -> dict:
                          "proportion to their frames)")
     ap.add_argument("--pretrain-steps", type=int, default=0,
                     help="steps of MDT's perception stage before the policies, which start from it (0: none)")
+    ap.add_argument("--locator-steps", type=int, default=0,
+                    help="train a locator (policies/mdt/locator.py) this many steps on the data and scenes, and "
+                         "let every policy read the goal's points from it instead of the simulator")
     ap.add_argument("--scratch", action="store_true",
                     help="with --pretrain-steps: also train and evaluate the full model without the perception stage")
     ap.add_argument("--families", default=",".join(SINGLE_STEP))
@@ -138,8 +155,9 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"--policy {e}")
     base = dataclasses.replace(base, image_size=(args.image_size, args.image_size), **overrides)
     data = args.work / "data"
+    camera_size = args.camera_size or args.image_size
     ccfg = CollectConfig(tasks=tasks, episodes_per_task=args.demos, goals_per_layout=args.goals_per_layout,
-                         image_size=args.image_size, out=data, depth=base.lift_points)
+                         image_size=camera_size, out=data, depth=base.lift_points or args.locator_steps > 0)
     if ccfg.first_unused_seed(len(tasks)) > EVAL_SEED0:
         ap.error(f"{args.demos} demos x {len(tasks)} families would use evaluation seeds (from {EVAL_SEED0})")
     if SCENE_SEED0 < EVAL_SEED0 + max(args.episodes, args.heading_seeds):
@@ -149,11 +167,11 @@ def main(argv: list[str] | None = None) -> dict:
                                scene_frames=args.scene_frames, out=scenes)
     from embodied import registry
 
-    probe = registry.make(tasks[0], image_size=(args.image_size, args.image_size))
+    probe = registry.make(tasks[0], image_size=(camera_size, camera_size))
     state_keys = list(probe.embodiment_spec.state)  # data recorded before the env gained a state key is stale
     probe.close()
     wanted = {"tasks": list(tasks), "demos": args.demos, "goals_per_layout": args.goals_per_layout,
-              "image_size": args.image_size, "distinct_scenes": ccfg.distinct_scenes, "scenes": args.scenes,
+              "image_size": camera_size, "distinct_scenes": ccfg.distinct_scenes, "scenes": args.scenes,
               "scene_frames": args.scene_frames, "state_keys": state_keys}
     if ccfg.depth:  # only then, so that data recorded without depth still serves every other policy
         wanted["depth"] = True
@@ -173,19 +191,33 @@ def main(argv: list[str] | None = None) -> dict:
     if args.scratch and not args.pretrain_steps:
         ap.error("--scratch compares against the perception stage: give --pretrain-steps too")
 
-    def run_dir_of(name: str, *more: str, overrides: list[str] = args.policy) -> Path:
+    # With a locator, the policies imitate on the demonstrations alone (the scenes hold no actions, and the
+    # goal points they read are the simulator's while training); the locator reads the scenes.
+    policy_datasets = (str(data),) if args.locator_steps else datasets
+
+    def run_dir_of(name: str, *more: str, overrides: list[str] = args.policy, reads=datasets) -> Path:
         # Named by batch size, the one setting here a run cannot resume across; more --steps resumes it.
-        return (args.work / "runs" / "_".join([f"{name}_b{args.batch_size}",
-                                               *([f"scenes{args.scenes}x{args.scene_frames}"] if args.scenes else []),
+        scenes_tag = [f"scenes{args.scenes}x{args.scene_frames}"] if str(scenes) in reads else []
+        return (args.work / "runs" / "_".join([f"{name}_b{args.batch_size}", *scenes_tag,
                                                *more, *overrides]).replace("/", "-"))
 
-    def train_run(run_dir: Path, steps: int, policy_cfg, share: float | None) -> float:
-        return train_to(TrainConfig(dataset=datasets, policy="mdt", steps=steps, batch_size=args.batch_size,
+    def train_run(run_dir: Path, steps: int, policy_cfg, share: float | None, reads=datasets) -> float:
+        return train_to(TrainConfig(dataset=reads, policy="mdt", steps=steps, batch_size=args.batch_size,
                                     scene_share=share, output_dir=str(run_dir.parent), name=run_dir.name,
                                     save_every=max(1, steps // 20), log_every=max(1, steps // 100),
                                     cache_frames=args.cache_frames), policy_cfg)
 
     minutes, run_dirs, perception = {}, {}, None
+    if args.locator_steps:
+        if args.pretrain_steps:
+            ap.error("--locator-steps and --pretrain-steps: the locator replaces the perception stage; give one")
+        if "goal_points" not in base.hand_relative:
+            ap.error("--locator-steps: the policy must read the goal points the locator gives "
+                     "(--policy 'hand_relative=[\"goal_points\"]')")
+        locator_cfg = load_policy_class("mdt").config_class(stage="locator", language_tokens=True, random_shift=0,
+                                                             image_size=(camera_size, camera_size))
+        run_dirs["locator"] = run_dir_of("locator", overrides=[])
+        minutes["locator"] = train_run(run_dirs["locator"], args.locator_steps, locator_cfg, None)
     variants = {"full": base}
     if args.pretrain_steps:
         # Perception reads every frame alike (no demonstrations needed): no scene share.
@@ -203,8 +235,10 @@ def main(argv: list[str] | None = None) -> dict:
     infos = {}
     for name, policy_cfg in variants.items():
         pre_tag = [f"pre{args.pretrain_steps}"] if policy_cfg.perception_init else []
-        run_dir = run_dirs[name] = run_dir_of(name, *share_tag, *pre_tag)
-        minutes[name] = train_run(run_dir, args.steps, policy_cfg, args.scene_share)
+        run_dir = run_dirs[name] = run_dir_of(name, *share_tag, *pre_tag, reads=policy_datasets)
+        minutes[name] = train_run(run_dir, args.steps, policy_cfg, args.scene_share, reads=policy_datasets)
+        if args.locator_steps:  # acts on the locator's points: the composed checkpoint is what is evaluated
+            run_dir = run_dirs[name] = carry_locator(run_dir, run_dirs["locator"])
         out = args.results / ("success" if name == "full" else f"success_{name}")
         infos[name] = evaluate(EvalConfig(checkpoint=str(run_dir), tasks=tasks, episodes=args.episodes,
                                           num_envs=args.num_envs, seed0=EVAL_SEED0, out=str(out), videos=1,
@@ -228,6 +262,14 @@ def main(argv: list[str] | None = None) -> dict:
                        for split, seeds in (("demo", ccfg.task_seeds(k)[:n]),
                                             ("unseen", range(EVAL_SEED0, EVAL_SEED0 + n)))}
                    for k, t in enumerate(tasks)}
+    if args.locator_steps:
+        # How far the locator alone places the named object from where it is, on unseen scenes' first frames (cm).
+        seeds = range(EVAL_SEED0, EVAL_SEED0 + max(args.heading_seeds, 10))
+        located = {t: localisation_errors(str(run_dirs["locator"]), t, seeds) for t in tasks}
+        perception = {"stage": "locator", "steps": args.locator_steps, "unseen_seeds_per_task": len(seeds),
+                      "localisation_cm": {t: 100 * float(np.mean(v["error"])) for t, v in located.items()},
+                      "localisation_median_cm": {t: 100 * float(np.median(v["error"])) for t, v in located.items()},
+                      "mean_guess_cm": {t: 100 * float(np.mean(v["mean_guess"])) for t, v in located.items()}}
     if args.pretrain_steps:
         # How well the perception stage alone places the named object on unseen scenes (cm), before any imitation.
         seeds = range(EVAL_SEED0, EVAL_SEED0 + max(args.heading_seeds, 10))
@@ -266,6 +308,7 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {"policy_overrides": overrides, "demos_per_task": args.demos, "goals_per_layout": args.goals_per_layout,
                      "rendered_scenes_per_task": args.scenes, "frames_per_scene": args.scene_frames,
                      "scene_share": args.scene_share, "pretrain_steps": args.pretrain_steps,
+                     "locator_steps": args.locator_steps, "camera_size": camera_size,
                      "episodes_per_task": args.episodes, "steps": args.steps,
                      "execute_steps": args.execute_steps,
                      "batch_size": args.batch_size, "image_size": args.image_size, "tasks": list(tasks),

@@ -1,4 +1,5 @@
-"""`embodied` command line: demo, collect, view, list, deploy, serve, estop, teleop (train and eval own their parsers).
+"""`embodied` command line: demo, collect, view, list, deploy, serve, estop, teleop, attach-locator (train and eval
+own their parsers).
 
 Every command's options come from dataclass configs (parsed by tyro), and
 the config is saved next to what the command writes.
@@ -94,6 +95,28 @@ def cmd_list(cfg: ListConfig) -> None:
         print(f"{e.kind:7s} {name:45s} {e.description}")
 
 
+@dataclasses.dataclass
+class AttachLocatorConfig:
+    """Give a trained policy a trained locator: it then acts on the goal points the locator reads from its
+    cameras, never on the simulator's, and carries the locator's weights in its own checkpoint."""
+
+    policy: Path   # a run or checkpoint folder of a policy that reads goal points (MDT with hand_relative)
+    locator: Path  # a run or checkpoint folder trained with --policy.stage locator
+    out: Path      # the new checkpoint folder
+
+
+def cmd_attach_locator(cfg: AttachLocatorConfig) -> Path:
+    from embodied.checkpoint import load_policy
+    from embodied.train_state import pretrained_dir
+
+    policy = load_policy(pretrained_dir(cfg.policy))
+    if not hasattr(policy, "carrying_locator"):
+        raise SystemExit(f"{type(policy).__name__} cannot carry a locator (MDT can)")
+    out = policy.carrying_locator(cfg.locator).save_pretrained(cfg.out)
+    print(out)
+    return out
+
+
 # name -> (config dataclass, what runs it). Subcommands that own their own parser (train, eval)
 # are handed the rest of the command line.
 @dataclasses.dataclass
@@ -145,6 +168,7 @@ COMMANDS = {
     "serve": (ServeConfig, cmd_serve),
     "estop": (EstopConfig, cmd_estop),
     "teleop": (TeleopConfig, cmd_teleop),
+    "attach-locator": (AttachLocatorConfig, cmd_attach_locator),
 }
 
 

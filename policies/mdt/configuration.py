@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-STAGES = ("policy", "perception")
+STAGES = ("policy", "perception", "locator")
 # The fields that shape or train the parts perception_init copies: they must agree between the two configs.
 PERCEPTION_FIELDS = ("cnn_widths", "cnn_groups", "keypoint_stages", "spatial_tokens", "d_model", "goal_film",
                      "image_size", "language_encoder", "language_dim", "language_tokens", "goal_heatmaps",
@@ -39,6 +39,10 @@ class MDTConfig:
     # that the state token also reads as offsets from ee_pos (embodied.hand_relative, as
     # BCConfig.hand_relative does): the hand moves in that frame. A policy-stage field. Beyond MDT.
     hand_relative: tuple[str, ...] = ()
+    # Train-time Gaussian noise (std, metres) added to those points before they are read, per sample and
+    # axis, so that a policy trained on the simulator's exact points tolerates a locator's errors when it
+    # acts on the locator's. A policy-stage field. Beyond MDT.
+    hand_relative_noise: float = 0.0
 
     # --- network sizes ---------------------------------------------------------------------------
     cnn_widths: tuple[int, ...] = (16, 32, 64, 64)   # channels per stride-2 stage of the per-camera CNN
@@ -152,6 +156,12 @@ class MDTConfig:
     # rewrites less of what perception learned on thousands of scenes; 0 freezes them. At 0.1 the
     # nine-family bench did no better (docs/architecture.md, "Perception pretraining").
     perception_lr_scale: float = 1.0
+    # "locator" (stage) trains policies/mdt/locator.py: dense 3-D votes for where the goal's points are,
+    # from each camera's RGB-D at image_size, under the instruction's token states. A policy with
+    # `locator` = such a run or checkpoint folder copies its weights and, when it acts, reads the goal's
+    # points (the spec's privileged goal_points) from it, never from the simulator; it trains on the
+    # simulator's (with hand_relative_noise). Beyond MDT.
+    locator: str | None = None
 
     def __post_init__(self) -> None:
         self.cameras = tuple(self.cameras)
@@ -188,6 +198,12 @@ class MDTConfig:
         if self.perception_lr_scale < 0:
             problems.append(f"perception_lr_scale={self.perception_lr_scale} must be >= 0 (0 freezes the parts "
                             "perception_init copies)")
+        if self.hand_relative_noise < 0:
+            problems.append(f"hand_relative_noise={self.hand_relative_noise} must be a std in metres, >= 0")
+        if self.stage == "locator" and not self.language_tokens:
+            problems.append("stage='locator' needs language_tokens=True: the locator attends over the words")
+        if self.locator and self.stage != "policy":
+            problems.append(f"locator={self.locator!r} is read by a policy; stage={self.stage!r} trains no policy")
         if self.stage not in STAGES:
             problems.append(f"stage={self.stage!r} must be one of {STAGES}")
         if self.action_norm not in ("min_max", "bounds_q99"):

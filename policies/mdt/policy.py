@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,11 @@ from embodied.data.format import ACTION, STATE, depth_key, extrinsics_key, intri
 from embodied.hand_relative import HandRelativePoints
 from embodied.language import shared_encoder
 from embodied.normalize import MissingStatisticError, Normalizer
+from embodied.train_state import pretrained_dir
 from embodied.types import GOAL_UV, Action, Correction, EmbodimentSpec, Observation
 from policies.mdt import edm
 from policies.mdt.configuration import MDTConfig
+from policies.mdt.locator import ObjectLocator, locator_loss
 from policies.mdt.model import GOAL_POINTS, MDTModel, PointGeometry
 from policies.mdt.perception import PERCEPTION_PARTS, PerceptionModel, load_perception
 from policies.mdt.vision import HEATMAP_READOUTS, heatmap_loss, random_shift, to_float_images
@@ -50,6 +53,9 @@ from policies.mdt.vision import HEATMAP_READOUTS, heatmap_loss, random_shift, to
 POLICY_CLASS = "policies.mdt.policy:MDTPolicy"
 FUTURE_PREFIX = "future.images."
 GOAL_PREFIX = "goal.images."
+# The instruction the locator reads, when it is not the policy's goal (a held correction names no object).
+LOCATOR_TASK = "locator.task"
+LOCATOR_PREFIX = "locator."  # the carried locator's weights in a policy checkpoint
 INSTRUCTION_SOURCES = ("task", "subtask", "language_motion")
 
 
@@ -112,20 +118,80 @@ class MDTPolicy(nn.Module):
         self._uv_index = self._goal_uv_index(config, spec, self.cameras)
         self._ee_index = self._lifting_ee_index(config, spec, self.cameras)
         needs = ("stage='perception'" if config.stage == "perception"
+                 else "stage='locator'" if config.stage == "locator"
                  else f"localisation_weight={config.localisation_weight}" if config.localisation_weight > 0 else None)
         if needs and not located:
             raise ValueError(f"{needs} needs privileged state to predict, and embodiment {spec.name!r} has none "
                              f"(its state: {list(spec.state)}); record the data in a simulator that provides it "
                              "(tabletop: goal_points)")
-        self.model = (PerceptionModel(config, self.cameras, len(self._privileged_index))
-                      if config.stage == "perception" else
-                      MDTModel(config, self.cameras, len(self._state_index) + self._hand_relative.width, spec.action.dim,
-                               privileged_dim=len(self._privileged_index)))
+        if config.stage == "locator":
+            self._check_locatable(spec, self.cameras, located, "stage='locator'")
+            self.model = ObjectLocator(config, self.cameras)
+        elif config.stage == "perception":
+            self.model = PerceptionModel(config, self.cameras, len(self._privileged_index))
+        else:
+            self.model = MDTModel(config, self.cameras, len(self._state_index) + self._hand_relative.width,
+                                  spec.action.dim, privileged_dim=len(self._privileged_index))
+        # With config.locator: the trained locator (frozen) and its config, set by `_attach_locator`.
+        self.locator: ObjectLocator | None = None
+        self.locator_config: MDTConfig | None = None
         self._language = language_encoder
         self.scheduler = edm.make_scheduler(config.sigma_min, config.sigma_max, config.sigma_data)
         self._low = torch.as_tensor(spec.action.low_array)
         self._high = torch.as_tensor(spec.action.high_array)
         self.reset(None)
+
+    @staticmethod
+    def _check_locatable(spec: EmbodimentSpec, cameras: tuple[str, ...], located: tuple[str, ...], owner: str) -> None:
+        """A locator reads every camera's depth and places the spec's privileged goal points (GOAL_POINTS x 3)."""
+        flat = [c for c in cameras if not spec.camera(c).depth]
+        if flat:
+            raise ValueError(f"{owner}: the locator reads each camera's depth, and {spec.name!r}'s cameras {flat} have "
+                             "none; choose cameras with depth (cameras=...)")
+        if sum(spec.state[k] for k in located) != 3 * GOAL_POINTS:
+            raise ValueError(f"{owner}: the locator places {GOAL_POINTS} goal points (x, y, z each), and "
+                             f"{spec.name!r}'s privileged state {located} has {sum(spec.state[k] for k in located)} "
+                             "values; record data in a simulator that provides goal_points (tabletop)")
+
+    def _attach_locator(self, config: MDTConfig, weights: Mapping[str, torch.Tensor]) -> None:
+        """Carry the locator trained with `config` (stage='locator') and its `weights`, frozen."""
+        cameras = tuple(config.cameras) or self._spec.camera_names
+        located = tuple(k for k in self._spec.privileged if k != GOAL_UV)
+        self._check_locatable(self._spec, cameras, located, f"locator={self.config.locator!r}")
+        locator = ObjectLocator(config, cameras)
+        try:
+            locator.load_state_dict(weights, strict=True)
+        except RuntimeError as e:
+            raise checkpoint.CheckpointError(self.config.locator, f"locator weights do not fit its config ({e})") from e
+        self.locator, self.locator_config = locator.requires_grad_(False).eval().to(self.device), config
+
+    def _located_state(self, batch: Mapping[str, Any], state: torch.Tensor, picked: torch.Tensor | None
+                       ) -> torch.Tensor:
+        """Raw state (R, To, S) with its privileged goal points replaced by the locator's reading of each frame
+        under the batch's task (LOCATOR_TASK where given): what the policy acts on, never the simulator's."""
+        cfg = self.locator_config
+        texts = list(batch.get(LOCATOR_TASK, batch["task"]))
+        if picked is not None:
+            texts = [texts[i] for i in picked.tolist()]
+        r, to = state.shape[:2]
+        states, mask = self.language_encoder.encode_tokens(texts)
+        goal = self.locator.language_goal(torch.as_tensor(states, device=self.device),
+                                          torch.as_tensor(mask, device=self.device))
+        views = {}
+        for cam in self.locator.cameras:
+            def read(key: str) -> torch.Tensor:
+                x = torch.as_tensor(batch[key], device=self.device)
+                return (x if picked is None else x[picked]).flatten(0, 1)
+            missing = [k for k in (depth_key(cam), intrinsics_key(cam), extrinsics_key(cam)) if k not in batch]
+            if missing:
+                raise KeyError(f"this policy's locator reads {missing}, which the batch lacks: act on observations "
+                               "that carry depth and calibration")
+            views[cam] = (to_float_images(read(video_key(cam)), cfg.image_size), read(depth_key(cam)).float(),
+                          read(intrinsics_key(cam)).float(), read(extrinsics_key(cam)).float())
+        points, _ = self.locator.locate(views, goal.repeat_interleave(to, dim=0))
+        out = state.clone()
+        out[..., self._privileged_index.to(self.device)] = points.view(r, to, -1)
+        return out
 
     @staticmethod
     def _lifting_ee_index(config: MDTConfig, spec: EmbodimentSpec, cameras: tuple[str, ...]) -> torch.Tensor | None:
@@ -143,8 +209,9 @@ class MDTPolicy(nn.Module):
 
     @staticmethod
     def _goal_uv_index(config: MDTConfig, spec: EmbodimentSpec, cameras: tuple[str, ...]) -> torch.Tensor | None:
-        """(K·GOAL_POINTS·2,) where each of `cameras`' GOAL_UV entries sit in the flat state, with goal_heatmaps."""
-        if not config.goal_heatmaps:
+        """(K·GOAL_POINTS·2,) where each of `cameras`' GOAL_UV entries sit in the flat state, with goal_heatmaps
+        or in the locator stage."""
+        if not (config.goal_heatmaps or config.stage == "locator"):
             return None
         want = 2 * GOAL_POINTS * len(spec.cameras)
         if spec.state.get(GOAL_UV) != want:
@@ -165,14 +232,39 @@ class MDTPolicy(nn.Module):
         policy = cls(config, spec, build_normalizer(config, stats), language_encoder)
         if config.perception_init:
             load_perception(policy.model, config, config.perception_init)
+        if config.locator:
+            raise ValueError(f"locator={config.locator!r}: a policy trains on the simulator's goal points; give it "
+                             "the locator after training (`embodied attach-locator`, MDTPolicy.carrying_locator)")
         return policy
+
+    def carrying_locator(self, source: str | Path) -> MDTPolicy:
+        """This trained policy, acting on the goal points that the locator at `source` (a run or checkpoint
+        folder trained with stage='locator') reads from the cameras instead of the simulator's; it keeps
+        the locator's weights, so its checkpoint acts without that folder. Raises CheckpointError when
+        `source` is no locator, ValueError when this policy reads no goal points or its cameras lack depth."""
+        if self.config.stage != "policy":
+            raise ValueError(f"stage={self.config.stage!r} learns no actions: only a policy can carry a locator")
+        located = tuple(k for k in self._spec.privileged if k != GOAL_UV)
+        if not set(located) & set(self.config.hand_relative):
+            raise ValueError(f"this policy does not read the goal points {located} (hand_relative="
+                             f"{self.config.hand_relative}); a locator would change nothing it sees")
+        folder = pretrained_dir(source)
+        ckpt = checkpoint.load_pretrained(folder, self._spec)
+        theirs = checkpoint.config_from_dict(MDTConfig, ckpt.config) if ckpt.policy_class == POLICY_CLASS else None
+        if theirs is None or theirs.stage != "locator":
+            raise checkpoint.CheckpointError(folder, "is not a locator; train one with --policy.stage locator")
+        self.config = dataclasses.replace(self.config, locator=str(folder))
+        self._attach_locator(theirs, ckpt.weights)
+        return self
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """safetensors weights + JSON config + normalisation + spec; the frozen MiniLM is referenced, not copied."""
+        weights, extra = self.model.state_dict(), {"language_encoder": str(self.language_encoder.path)}
+        if self.locator is not None:  # the checkpoint carries its locator: it acts without the locator's folder
+            weights = weights | {LOCATOR_PREFIX + k: v for k, v in self.locator.state_dict().items()}
+            extra["locator_config"] = checkpoint.config_to_dict(self.locator_config)
         return checkpoint.save_pretrained(directory, policy_class=POLICY_CLASS, config=self.config,
-                                          weights=self.model.state_dict(), spec=self._spec,
-                                          normalizer=self.normalizer,
-                                          extra={"language_encoder": str(self.language_encoder.path)})
+                                          weights=weights, spec=self._spec, normalizer=self.normalizer, extra=extra)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, expect_spec: EmbodimentSpec | None = None,
@@ -183,8 +275,16 @@ class MDTPolicy(nn.Module):
                                              f"holds a {ckpt.policy_class}, not an MDT policy")
         config = checkpoint.config_from_dict(MDTConfig, ckpt.config)
         policy = cls(config, ckpt.spec, ckpt.normalizer, language_encoder)
+        weights = {k: v for k, v in ckpt.weights.items() if not k.startswith(LOCATOR_PREFIX)}
+        if config.locator:
+            if "locator_config" not in ckpt.extra:
+                raise checkpoint.CheckpointError(ckpt.path / checkpoint.POLICY_FILE,
+                                                 "names a locator but does not carry its config")
+            policy._attach_locator(checkpoint.config_from_dict(MDTConfig, ckpt.extra["locator_config"]),
+                                   {k[len(LOCATOR_PREFIX):]: v for k, v in ckpt.weights.items()
+                                    if k.startswith(LOCATOR_PREFIX)})
         try:
-            policy.model.load_state_dict(ckpt.weights, strict=True)
+            policy.model.load_state_dict(weights, strict=True)
         except RuntimeError as e:
             raise checkpoint.CheckpointError(ckpt.path / checkpoint.WEIGHTS_FILE,
                                              f"weights do not fit the saved config ({e})") from e
@@ -207,7 +307,8 @@ class MDTPolicy(nn.Module):
     @property
     def locates(self) -> bool:
         """Whether `locate` works: a perception stage, or a policy trained with localisation_weight > 0."""
-        return self.config.stage == "perception" or self.model.localiser is not None
+        return self.config.stage in ("perception", "locator") or self.locator is not None or (
+            self.model.localiser is not None)
 
     def trainable_parameters(self):
         """Every weight that is trained and saved (the sentence encoder is frozen and lives outside)."""
@@ -224,12 +325,13 @@ class MDTPolicy(nn.Module):
                 (self.config.perception_lr_scale, copied)]
 
     def data_requirements(self) -> dict[str, Any]:
-        if self.config.stage == "perception":  # the current frames only: no future frame, no goal frame
+        if self.config.stage in ("perception", "locator"):  # the current frames only: no future, no goal frame
             return {"obs_horizon": self.config.obs_horizon, "action_horizon": self.config.chunk,
-                    "cameras": self.cameras, "future_offset": None, "goal_frame": False}
+                    "cameras": self.cameras, "future_offset": None, "goal_frame": False,
+                    "depth": self.config.stage == "locator"}
         return {"obs_horizon": self.config.obs_horizon, "action_horizon": self.config.chunk,
                 "cameras": self.cameras, "future_offset": self.config.future_offset, "goal_frame": True,
-                "depth": self.config.lift_points}
+                "depth": self.config.lift_points or self.locator is not None}
 
     # ------------------------------------------------------------------ preprocessing
     def _images(self, frames: torch.Tensor, size: tuple[int, int], augment: bool) -> torch.Tensor:
@@ -267,12 +369,23 @@ class MDTPolicy(nn.Module):
             state = state[picked]
         shifted = {cam: self._images_and_shifts(f, self.config.image_size, augment) for cam, f in frames.items()}
         geometry = self._point_geometry(batch, state, {cam: s for cam, (_, s) in shifted.items()}, picked)
+        if self.locator is not None and not augment:  # acting: the goal's points are the locator's, not the sim's
+            state = self._located_state(batch, state, picked)
+        elif augment and self.config.hand_relative_noise > 0:
+            state = self._noisy_points(state)
         state = torch.cat([self.normalizer.normalize(STATE, state)[..., self._state_index.to(self.device)],
                            self._hand_relative(state)], dim=-1)
         tokens, heat = self.model.observation_tokens_and_heatmaps({cam: x for cam, (x, _) in shifted.items()}, state,
                                                                   goal if film else None, geometry)
         heat = {cam: (maps, shifted[cam][1][:, -1]) for cam, maps in heat.items()}
         return (tokens[rows] if rows is not None and not film else tokens), heat
+
+    def _noisy_points(self, state: torch.Tensor) -> torch.Tensor:
+        """Raw state (..., S) with hand_relative_noise (metres) added to the points hand_relative reads."""
+        index = torch.as_tensor(state_indices(self._spec, self.config.hand_relative), device=state.device)
+        out = state.clone()
+        out[..., index] += self.config.hand_relative_noise * torch.randn_like(out[..., index])
+        return out
 
     def _point_geometry(self, batch: Mapping[str, Any], state: torch.Tensor, shifts: dict[str, torch.Tensor],
                         picked: torch.Tensor | None) -> PointGeometry | None:
@@ -350,6 +463,8 @@ class MDTPolicy(nn.Module):
         """
         if self.config.stage == "perception":
             return self._perception_loss(batch)
+        if self.config.stage == "locator":
+            return self._locator_loss(batch)
         cfg = self.config
         b = len(batch["task"])
         actions = self.normalizer.normalize(ACTION, torch.as_tensor(batch[ACTION], device=self.device).float())
@@ -478,6 +593,39 @@ class MDTPolicy(nn.Module):
         metrics["loss"] = loss.item()
         return loss, metrics
 
+    def _locator_views(self, batch: Mapping[str, Any]) -> dict[str, tuple[torch.Tensor, ...]]:
+        """stage='locator': {cam: (images (B, 3, h, w) in [-1, 1], depth (B, H, W) m, K (B, 3, 3), T (B, 4, 4))}
+        of each window's current frame."""
+        def current(key: str) -> torch.Tensor:
+            if key not in batch:
+                raise KeyError(f"the locator reads {key!r}, which the batch lacks: train on data recorded with depth "
+                               "(`embodied collect --depth`)")
+            return torch.as_tensor(batch[key], device=self.device)[:, -1].float()
+
+        views = {}
+        for cam in self.cameras:
+            depth = current(depth_key(cam))
+            if tuple(depth.shape[-2:]) != tuple(self.config.image_size):
+                raise ValueError(f"the locator reads camera {cam!r} at its own resolution: image_size="
+                                 f"{self.config.image_size}, and its depth images are {tuple(depth.shape[-2:])}; set "
+                                 "image_size to the camera's size")
+            images = to_float_images(torch.as_tensor(batch[video_key(cam)])[:, -1].to(self.device), self.config.image_size)
+            views[cam] = (images, depth, current(intrinsics_key(cam)), current(extrinsics_key(cam)))
+        return views
+
+    def _locator_goal(self, texts: list[str]) -> torch.Tensor:
+        states, mask = self.language_encoder.encode_tokens(texts)
+        return self.model.language_goal(torch.as_tensor(states, device=self.device),
+                                        torch.as_tensor(mask, device=self.device))
+
+    def _locator_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """stage='locator': `locator.locator_loss` under each sample's task instruction (the words that name
+        the object; a language motion names none) against the current frame's goal_points and GOAL_UV."""
+        state = torch.as_tensor(batch[STATE], device=self.device).float()[:, -1]
+        points = state[:, self._privileged_index.to(self.device)].view(len(state), GOAL_POINTS, 3)
+        uv = state[:, self._uv_index.to(self.device)].view(len(state), len(self.cameras), GOAL_POINTS, 2)
+        return locator_loss(self.model, self._locator_views(batch), self._locator_goal(list(batch["task"])), points, uv)
+
     # ------------------------------------------------------------------ acting
     def predict(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, chunk, D) unnormalised actions clipped to the action spec's bounds.
@@ -489,6 +637,9 @@ class MDTPolicy(nn.Module):
         if self.config.stage == "perception":
             raise ValueError("this MDT is a perception pretraining stage and has learned no actions; train a policy "
                              "from it with --policy.perception-init <its run folder>")
+        if self.config.stage == "locator":
+            raise ValueError("this MDT is a locator and has learned no actions; train a policy that reads it with "
+                             "--policy.locator <its run folder>")
         with self._inference():
             if "task" in batch:
                 goal = self._language_goals(list(batch["task"]))
@@ -526,6 +677,11 @@ class MDTPolicy(nn.Module):
         if not self.locates:
             raise ValueError("this policy has no localisation head: train it with localisation_weight > 0")
         with self._inference():
+            if self.config.stage == "locator":
+                return self.model.locate(self._locator_views(batch), self._locator_goal(list(batch["task"])))[0].flatten(1)
+            if self.locator is not None:
+                state = torch.as_tensor(batch[STATE], device=self.device).float()
+                return self._located_state(batch, state, None)[:, -1, self._privileged_index.to(self.device)]
             goal = self._language_goals(list(batch["task"]))
             if self.config.stage == "perception":
                 placed = self.model(self._current_images(batch, augment=False), goal)
@@ -593,6 +749,9 @@ class MDTPolicy(nn.Module):
         return action
 
     def _batch_of_one(self) -> dict[str, Any]:
-        return histories_to_batch([self._history], self._spec, self.cameras, self.config.obs_horizon,
-                                  [self.instruction], depth=self.config.lift_points)
+        batch = histories_to_batch([self._history], self._spec, self.cameras, self.config.obs_horizon,
+                                   [self.instruction], depth=self.config.lift_points or self.locator is not None)
+        if self.locator is not None:
+            batch[LOCATOR_TASK] = [self._task]  # a held correction ("move left") names no object to find
+        return batch
 
