@@ -52,7 +52,7 @@ def recorded(tmp_path_factory):
 def locator_run(recorded, tmp_path_factory):
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("locator_runs")
-    return train(TrainConfig(dataset=tuple(map(str, recorded)), policy="mdt", steps=300, save_every=300,
+    return train(TrainConfig(dataset=tuple(map(str, recorded)), policy="mdt", steps=400, save_every=400,
                              name="locator", output_dir=str(out), **LOOP), LOCATOR)
 
 
@@ -90,7 +90,7 @@ def test_a_locator_learns_where_the_named_object_and_its_destination_are(recorde
     before, after = located_errors_cm(untrained, data), located_errors_cm(trained, data)
     print(f"median error before {np.median(before, 0)} cm, after {np.median(after, 0)} cm")
     assert np.median(after) < 0.25 * np.median(before)
-    assert np.median(after[:, 0]) < 4.0  # the object itself, on the frames it learnt from
+    assert np.median(after[:, 0]) < 5.0  # the object itself, on the frames it learnt from (3.7 cm measured)
     with pytest.raises(ValueError, match="has learned no actions"):
         trained.predict(collate([WindowDataset([data], 1, 1, depth=True)[0]]))
 
