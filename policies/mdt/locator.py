@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from embodied.layers import FiLM
 from policies.mdt.configuration import MDTConfig
 from policies.mdt.model import GOAL_POINTS, build_language_goal, language_goal
-from policies.mdt.vision import _Stage, with_null_cell
+from policies.mdt.vision import _Stage, peak_window_cells, with_null_cell
 
 # A vote reaches at most this far from its cell's surface (tanh-bounded): an object's centre is within a few
 # cm of what the camera sees of it. Unbounded, the votes learnt to point every cell at the layouts' mean
@@ -80,14 +80,8 @@ def peak_window_mean(p: torch.Tensor, votes: torch.Tensor, h: int, w: int, radiu
 
     The mean over every cell drifts towards wherever the rest of the mass lies (on an unseen scene, a
     map whose peak was on the right cell still read 9 cm off); the window stays on the peak's object.
-    At an edge the window slides inwards, so that it holds the peak and no cell twice.
     """
-    top = p.argmax(-1)  # (N, M)
-    row, col = top // w, top % w
-    k = torch.arange(2 * radius + 1, device=p.device)
-    rows = (row - radius).clamp(0, max(h - 2 * radius - 1, 0))[..., None] + k  # (N, M, K)
-    cols = (col - radius).clamp(0, max(w - 2 * radius - 1, 0))[..., None] + k
-    cells = (rows[..., :, None] * w + cols[..., None, :]).flatten(-2)  # (N, M, K²)
+    cells = peak_window_cells(p, h, w, radius)  # (N, M, K²)
     weight = p.gather(-1, cells)
     weight = weight / weight.sum(-1, keepdim=True).clamp_min(1e-12)
     picked = votes.gather(2, cells[..., None].expand(*cells.shape, 3))  # (N, M, K², 3)

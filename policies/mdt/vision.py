@@ -91,6 +91,18 @@ def heatmap_points(logits: torch.Tensor) -> torch.Tensor:
     return torch.stack([u, v], dim=-1)
 
 
+def peak_window_cells(scores: torch.Tensor, h: int, w: int, radius: int = 1) -> torch.Tensor:
+    """(N, M, h·w) scores over a row-major (h, w) grid -> (N, M, (2·radius + 1)²) the flat indices of the
+    window of cells around each map's highest one. At an edge the window slides inwards, so that it
+    still holds the peak and no cell twice."""
+    top = scores.argmax(-1)  # (N, M)
+    row, col = top // w, top % w
+    k = torch.arange(2 * radius + 1, device=scores.device)
+    rows = (row - radius).clamp(0, max(h - 2 * radius - 1, 0))[..., None] + k  # (N, M, K)
+    cols = (col - radius).clamp(0, max(w - 2 * radius - 1, 0))[..., None] + k
+    return (rows[..., :, None] * w + cols[..., None, :]).flatten(-2)
+
+
 def heatmap_peak_points(logits: torch.Tensor, radius: int = 1) -> torch.Tensor:
     """(N, M, h, w) heat-map logits -> (N, M, 2): each map's point at its peak, in normalised image coordinates.
 
@@ -102,13 +114,7 @@ def heatmap_peak_points(logits: torch.Tensor, radius: int = 1) -> torch.Tensor:
     """
     h, w = logits.shape[2:]
     flat = logits.flatten(2)
-    top = flat.argmax(-1)  # (N, M)
-    row, col = top // w, top % w
-    k = torch.arange(2 * radius + 1, device=logits.device)
-    # At an edge the window slides inwards, so that it still holds the peak and no cell twice.
-    rows = (row - radius).clamp(0, max(h - 2 * radius - 1, 0))[..., None] + k  # (N, M, K)
-    cols = (col - radius).clamp(0, max(w - 2 * radius - 1, 0))[..., None] + k
-    cells = (rows[..., :, None] * w + cols[..., None, :]).flatten(-2)  # (N, M, K²)
+    cells = peak_window_cells(flat, h, w, radius)
     p = flat.gather(-1, cells).softmax(-1)
     u = cell_centres(w, logits.device, logits.dtype)[cells % w]
     v = cell_centres(h, logits.device, logits.dtype)[cells // w]
