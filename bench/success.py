@@ -81,14 +81,14 @@ def random_policy_success(task: str, episodes: int) -> float:
     return ok / episodes
 
 
-def carry_locator(policy_run: Path, locator_run: Path) -> Path:
-    """The trained policy at `policy_run` carrying the locator at `locator_run` (MDTPolicy.carrying_locator),
-    saved beside it as `<policy_run>_located`."""
+def carry_locator(policy_run: Path, locator_run: Path, cameras: tuple[str, ...] = ()) -> Path:
+    """The trained policy at `policy_run` carrying the locator at `locator_run` read through `cameras`
+    (MDTPolicy.carrying_locator), saved beside it as `<policy_run>_located`."""
     from embodied.train_state import pretrained_dir
     from policies.mdt.policy import MDTPolicy
 
     out = policy_run.with_name(policy_run.name + "_located")
-    MDTPolicy.from_pretrained(pretrained_dir(policy_run)).carrying_locator(locator_run).save_pretrained(out)
+    MDTPolicy.from_pretrained(pretrained_dir(policy_run)).carrying_locator(locator_run, cameras).save_pretrained(out)
     return out
 
 
@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--locator-steps", type=int, default=0,
                     help="train a locator (policies/mdt/locator.py) this many steps on the data and scenes, and "
                          "let every policy read the goal's points from it instead of the simulator")
+    ap.add_argument("--locator-cameras", nargs="*", default=[],
+                    help="the locator's cameras the policies read it through (default: all, fused by certainty)")
     ap.add_argument("--scratch", action="store_true",
                     help="with --pretrain-steps: also train and evaluate the full model without the perception stage")
     ap.add_argument("--families", default=",".join(SINGLE_STEP))
@@ -246,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
         run_dir = run_dirs[name] = run_dir_of(name, *share_tag, *pre_tag, reads=policy_datasets)
         minutes[name] = train_run(run_dir, args.steps, policy_cfg, args.scene_share, reads=policy_datasets)
         if args.locator_steps:  # acts on the locator's points: the composed checkpoint is what is evaluated
-            run_dir = run_dirs[name] = carry_locator(run_dir, run_dirs["locator"])
+            run_dir = run_dirs[name] = carry_locator(run_dir, run_dirs["locator"], tuple(args.locator_cameras))
         out = args.results / ("success" if name == "full" else f"success_{name}")
         infos[name] = evaluate(EvalConfig(checkpoint=str(run_dir), tasks=tasks, episodes=args.episodes,
                                           num_envs=args.num_envs, seed0=EVAL_SEED0, out=str(out), videos=1,
@@ -273,7 +275,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.locator_steps:
         # How far the locator alone places the named object from where it is, on unseen scenes' first frames (cm).
         seeds = range(EVAL_SEED0, EVAL_SEED0 + max(args.heading_seeds, 10))
-        located = {t: localisation_errors(str(run_dirs["locator"]), t, seeds) for t in tasks}
+        located = {t: localisation_errors(str(run_dirs["full"]), t, seeds) for t in tasks}  # read as the policy reads it
         perception = {"stage": "locator", "steps": args.locator_steps, "unseen_seeds_per_task": len(seeds),
                       "localisation_cm": {t: 100 * float(np.mean(v["error"])) for t, v in located.items()},
                       "localisation_median_cm": {t: 100 * float(np.median(v["error"])) for t, v in located.items()},
@@ -316,7 +318,8 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {"policy_overrides": overrides, "demos_per_task": args.demos, "goals_per_layout": args.goals_per_layout,
                      "rendered_scenes_per_task": args.scenes, "frames_per_scene": args.scene_frames,
                      "scene_share": args.scene_share, "pretrain_steps": args.pretrain_steps,
-                     "locator_steps": args.locator_steps, "camera_size": camera_size,
+                     "locator_steps": args.locator_steps, "locator_cameras": args.locator_cameras,
+                     "camera_size": camera_size,
                      "episodes_per_task": args.episodes, "steps": args.steps,
                      "execute_steps": args.execute_steps,
                      "batch_size": args.batch_size, "image_size": args.image_size, "tasks": list(tasks),

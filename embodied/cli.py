@@ -103,6 +103,7 @@ class AttachLocatorConfig:
     policy: Path   # a run or checkpoint folder of a policy that reads goal points (MDT with hand_relative)
     locator: Path  # a run or checkpoint folder trained with --policy.stage locator
     out: Path      # the new checkpoint folder
+    cameras: tuple[str, ...] = ()  # the locator's cameras whose estimates are fused (default: all)
 
 
 def cmd_attach_locator(cfg: AttachLocatorConfig) -> Path:
@@ -112,7 +113,7 @@ def cmd_attach_locator(cfg: AttachLocatorConfig) -> Path:
     policy = load_policy(pretrained_dir(cfg.policy))
     if not hasattr(policy, "carrying_locator"):
         raise SystemExit(f"{type(policy).__name__} cannot carry a locator (MDT can)")
-    out = policy.carrying_locator(cfg.locator).save_pretrained(cfg.out)
+    out = policy.carrying_locator(cfg.locator, cfg.cameras).save_pretrained(cfg.out)
     print(out)
     return out
 

@@ -122,6 +122,10 @@ def test_a_policy_carrying_a_locator_acts_on_its_points_never_on_the_simulators(
     assert not torch.allclose(actions(plain, batch), actions(plain, lied))  # without a locator it does
     assert not torch.allclose(located.locate(batch), batch["observation.state"][:, -1, located._privileged_index])
 
+    front = MDTPolicy.from_pretrained(pretrained_dir(run)).carrying_locator(locator_run, ("front",))
+    assert front.config.locator_cameras == ("front",)
+    assert not torch.equal(front.locate(batch), located.locate(batch))  # the wrist's estimate no longer joins in
+
     saved = located.save_pretrained(tmp_path / "located")
     reloaded = MDTPolicy.from_pretrained(saved)  # it carries the locator: no folder of the locator is read
     assert reloaded.config.locator == located.config.locator
@@ -139,6 +143,8 @@ def test_carrying_a_locator_says_what_is_wrong(recorded, locator_run, tmp_path, 
         blind.carrying_locator(locator_run)
     policy = MDTPolicy.from_dataset_meta(POLICY, data.spec, data.stats)
     not_a_locator = policy.save_pretrained(tmp_path / "policy")
+    with pytest.raises(ValueError, match="does not read"):
+        MDTPolicy.from_dataset_meta(POLICY, data.spec, data.stats).carrying_locator(locator_run, ("side",))
     with pytest.raises(CheckpointError, match="is not a locator"):
         MDTPolicy.from_dataset_meta(POLICY, data.spec, data.stats).carrying_locator(not_a_locator)
     with pytest.raises(ValueError, match="after training"):

@@ -162,11 +162,16 @@ class MDTConfig:
     # points (the spec's privileged goal_points) from it, never from the simulator; it trains on the
     # simulator's (with hand_relative_noise). Beyond MDT.
     locator: str | None = None
+    # With a locator: the cameras of the locator's whose estimates are fused; () = all. A camera whose
+    # "not in view" class is not yet trained claims certainty on points it does not see (the wrist at
+    # step 4 000: 0.5-1.0), and then fusing it costs more than it adds. A policy-stage field.
+    locator_cameras: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.cameras = tuple(self.cameras)
         self.state_keys = tuple(self.state_keys)
         self.hand_relative = tuple(self.hand_relative)
+        self.locator_cameras = tuple(self.locator_cameras)
         self.image_size = tuple(int(v) for v in self.image_size)
         self.mgf_image_size = tuple(int(v) for v in self.mgf_image_size)
         self.cnn_widths = tuple(int(v) for v in self.cnn_widths)

@@ -163,11 +163,14 @@ class ObjectLocator(nn.Module):
 
     def locate(self, views: dict[str, tuple[torch.Tensor, ...]], goal: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """views {cam: (images, depth, intrinsics, extrinsics)} as `camera_votes` takes them -> ((N, M, 3)
-        the goal's points in the world (m), each camera's estimate weighted by its certainty; (N, M) the
-        highest certainty of any camera)."""
-        estimates, certainties = zip(*(self.camera_votes(cam, *views[cam], goal)[1:3] for cam in self.cameras),
-                                     strict=True)
+        """views {cam: (images, depth, intrinsics, extrinsics)} as `camera_votes` takes them, for some or all
+        of the locator's cameras -> ((N, M, 3) the goal's points in the world (m), the estimate of each
+        camera in `views` weighted by its certainty; (N, M) the highest certainty of any of them)."""
+        unknown = sorted(set(views) - set(self.cameras))
+        if unknown or not views:
+            raise ValueError(f"the locator reads cameras {self.cameras}; got views of {sorted(views)}")
+        estimates, certainties = zip(*(self.camera_votes(cam, *views[cam], goal)[1:3] for cam in self.cameras
+                                       if cam in views), strict=True)
         c = torch.stack(certainties)  # (K, N, M)
         fused = (torch.stack(estimates) * c[..., None]).sum(0) / c.sum(0).clamp_min(1e-6)[..., None]
         return fused, c.amax(0)

@@ -158,6 +158,9 @@ class MDTPolicy(nn.Module):
         cameras = tuple(config.cameras) or self._spec.camera_names
         located = tuple(k for k in self._spec.privileged if k != GOAL_UV)
         self._check_locatable(self._spec, cameras, located, f"locator={self.config.locator!r}")
+        unread = sorted(set(self.config.locator_cameras) - set(cameras))
+        if unread:
+            raise ValueError(f"locator_cameras names {unread}, which the locator does not read (it reads {cameras})")
         locator = ObjectLocator(config, cameras)
         try:
             locator.load_state_dict(weights, strict=True)
@@ -178,7 +181,7 @@ class MDTPolicy(nn.Module):
         goal = self.locator.language_goal(torch.as_tensor(states, device=self.device),
                                           torch.as_tensor(mask, device=self.device))
         views = {}
-        for cam in self.locator.cameras:
+        for cam in self.config.locator_cameras or self.locator.cameras:
             def read(key: str) -> torch.Tensor:
                 x = torch.as_tensor(batch[key], device=self.device)
                 return (x if picked is None else x[picked]).flatten(0, 1)
@@ -237,11 +240,12 @@ class MDTPolicy(nn.Module):
                              "the locator after training (`embodied attach-locator`, MDTPolicy.carrying_locator)")
         return policy
 
-    def carrying_locator(self, source: str | Path) -> MDTPolicy:
+    def carrying_locator(self, source: str | Path, cameras: tuple[str, ...] = ()) -> MDTPolicy:
         """This trained policy, acting on the goal points that the locator at `source` (a run or checkpoint
-        folder trained with stage='locator') reads from the cameras instead of the simulator's; it keeps
-        the locator's weights, so its checkpoint acts without that folder. Raises CheckpointError when
-        `source` is no locator, ValueError when this policy reads no goal points or its cameras lack depth."""
+        folder trained with stage='locator') reads from `cameras` (() = all of the locator's) instead of
+        the simulator's; it keeps the locator's weights, so its checkpoint acts without that folder.
+        Raises CheckpointError when `source` is no locator, ValueError when this policy reads no goal
+        points, a camera lacks depth, or `cameras` names one the locator does not read."""
         if self.config.stage != "policy":
             raise ValueError(f"stage={self.config.stage!r} learns no actions: only a policy can carry a locator")
         located = tuple(k for k in self._spec.privileged if k != GOAL_UV)
@@ -253,7 +257,7 @@ class MDTPolicy(nn.Module):
         theirs = checkpoint.config_from_dict(MDTConfig, ckpt.config) if ckpt.policy_class == POLICY_CLASS else None
         if theirs is None or theirs.stage != "locator":
             raise checkpoint.CheckpointError(folder, "is not a locator; train one with --policy.stage locator")
-        self.config = dataclasses.replace(self.config, locator=str(folder))
+        self.config = dataclasses.replace(self.config, locator=str(folder), locator_cameras=tuple(cameras))
         self._attach_locator(theirs, ckpt.weights)
         return self
 
