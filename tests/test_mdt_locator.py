@@ -56,6 +56,14 @@ def locator_run(recorded, tmp_path_factory):
                              name="locator", output_dir=str(out), **LOOP), LOCATOR)
 
 
+@pytest.fixture(scope="module")
+def policy_run(recorded, tmp_path_factory):
+    """A tiny policy trained on the simulator's goal points (read as offsets from the hand)."""
+    demos, _ = recorded
+    return train(TrainConfig(dataset=(str(demos),), policy="mdt", steps=3, save_every=3, name="policy",
+                             output_dir=str(tmp_path_factory.mktemp("policy_runs")), **LOOP), POLICY)
+
+
 def located_errors_cm(policy: MDTPolicy, dataset) -> np.ndarray:
     """(frames, 2) how far the policy's located subject and destination land from the simulator's, cm."""
     windows = WindowDataset([dataset], 1, 1, depth=True)
@@ -95,11 +103,9 @@ def test_a_locator_learns_where_the_named_object_and_its_destination_are(recorde
         trained.predict(collate([WindowDataset([data], 1, 1, depth=True)[0]]))
 
 
-def test_a_policy_carrying_a_locator_acts_on_its_points_never_on_the_simulators(recorded, locator_run, tmp_path,
+def test_a_policy_carrying_a_locator_acts_on_its_points_never_on_the_simulators(policy_run, locator_run, tmp_path,
                                                                               one_thread):
-    demos, _ = recorded
-    run = train(TrainConfig(dataset=(str(demos),), policy="mdt", steps=3, save_every=3, name="policy",
-                            output_dir=str(tmp_path), **LOOP), POLICY)
+    run = policy_run
     plain = MDTPolicy.from_pretrained(pretrained_dir(run))
     assert not plain.data_requirements()["depth"]  # it trains on the simulator's points: no depth to read
     located = MDTPolicy.from_pretrained(pretrained_dir(run)).carrying_locator(locator_run)
@@ -132,6 +138,16 @@ def test_a_policy_carrying_a_locator_acts_on_its_points_never_on_the_simulators(
     assert torch.equal(actions(located, batch), actions(reloaded, batch))
     reloaded.reset(obs.instruction)
     assert reloaded.act(obs).value.shape == (7,)
+
+
+def test_the_command_line_gives_a_policy_its_locator(policy_run, locator_run, tmp_path, capsys, one_thread):
+    from embodied.cli import main
+
+    main(["attach-locator", "--policy", str(policy_run), "--locator", str(locator_run), "--out", str(tmp_path / "out"),
+          "--cameras", "front"])
+    assert capsys.readouterr().out.strip() == str(tmp_path / "out")
+    policy = MDTPolicy.from_pretrained(tmp_path / "out")
+    assert policy.locator is not None and policy.config.locator_cameras == ("front",)
 
 
 def test_carrying_a_locator_says_what_is_wrong(recorded, locator_run, tmp_path, one_thread):
