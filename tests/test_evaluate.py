@@ -185,6 +185,14 @@ def test_success_note_says_the_settings_overrides_and_the_fit_on_demo_seeds(tmp_
     (tmp_path / "success.json").write_text(json.dumps(result))
     assert "its goal heat maps point at it within a median of 1.5 px (front) and 2.2 px (wrist)) and 50" in \
         readme_tables.success()
+    result["perception"] = {"stage": "locator", "steps": 6000, "localisation_cm": {"tabletop/reach-v0": 3.0},
+                            "localisation_median_cm": {"tabletop/reach-v0": 0.9},
+                            "mean_guess_cm": {"tabletop/reach-v0": 20.9}}
+    result["settings"]["camera_size"] = 128
+    (tmp_path / "success.json").write_text(json.dumps(result))
+    note = readme_tables.success()
+    assert "a locator trained 6000 steps at 128 px" in note and "perception stage" not in note
+    assert "a mean 3.0 cm (median 0.9 cm) from where it is, against 20.9 cm" in note
     del result["perception"]
     del result["demo_seed_success"], result["settings"]["policy_overrides"], result["heading"]
     (tmp_path / "success.json").write_text(json.dumps(result))
