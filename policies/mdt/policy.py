@@ -177,9 +177,7 @@ class MDTPolicy(nn.Module):
         if picked is not None:
             texts = [texts[i] for i in picked.tolist()]
         r, to = state.shape[:2]
-        states, mask = self.language_encoder.encode_tokens(texts)
-        goal = self.locator.language_goal(torch.as_tensor(states, device=self.device),
-                                          torch.as_tensor(mask, device=self.device))
+        goal = self._locator_goal(self.locator, texts)
         views = {}
         for cam in self.config.locator_cameras or self.locator.cameras:
             def read(key: str) -> torch.Tensor:
@@ -310,7 +308,8 @@ class MDTPolicy(nn.Module):
 
     @property
     def locates(self) -> bool:
-        """Whether `locate` works: a perception stage, or a policy trained with localisation_weight > 0."""
+        """Whether `locate` works: a perception or locator stage, a policy carrying a locator, or one trained
+        with localisation_weight > 0."""
         return self.config.stage in ("perception", "locator") or self.locator is not None or (
             self.model.localiser is not None)
 
@@ -617,10 +616,11 @@ class MDTPolicy(nn.Module):
             views[cam] = (images, depth, current(intrinsics_key(cam)), current(extrinsics_key(cam)))
         return views
 
-    def _locator_goal(self, texts: list[str]) -> torch.Tensor:
+    def _locator_goal(self, locator: ObjectLocator, texts: list[str]) -> torch.Tensor:
+        """(N,) instructions -> (N, d) `locator`'s goal, from the frozen encoder's token states."""
         states, mask = self.language_encoder.encode_tokens(texts)
-        return self.model.language_goal(torch.as_tensor(states, device=self.device),
-                                        torch.as_tensor(mask, device=self.device))
+        return locator.language_goal(torch.as_tensor(states, device=self.device),
+                                     torch.as_tensor(mask, device=self.device))
 
     def _locator_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """stage='locator': `locator.locator_loss` under each sample's task instruction (the words that name
@@ -628,7 +628,8 @@ class MDTPolicy(nn.Module):
         state = torch.as_tensor(batch[STATE], device=self.device).float()[:, -1]
         points = state[:, self._privileged_index.to(self.device)].view(len(state), GOAL_POINTS, 3)
         uv = state[:, self._uv_index.to(self.device)].view(len(state), len(self.cameras), GOAL_POINTS, 2)
-        return locator_loss(self.model, self._locator_views(batch), self._locator_goal(list(batch["task"])), points, uv)
+        return locator_loss(self.model, self._locator_views(batch), self._locator_goal(self.model, list(batch["task"])),
+                            points, uv)
 
     # ------------------------------------------------------------------ acting
     def predict(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
@@ -677,12 +678,15 @@ class MDTPolicy(nn.Module):
     def locate(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """(B, P) the privileged state (tabletop: goal_points) that the localisation head reads from the
         observations under the language goals ``batch["task"]``, unnormalised: where the policy thinks
-        the goal's object is. Needs a policy trained with localisation_weight > 0."""
+        the goal's object is. Needs a perception or locator stage, a policy carrying a locator (then it is
+        the locator's reading, through the policy's locator_cameras), or one trained with
+        localisation_weight > 0."""
         if not self.locates:
             raise ValueError("this policy has no localisation head: train it with localisation_weight > 0")
         with self._inference():
             if self.config.stage == "locator":
-                return self.model.locate(self._locator_views(batch), self._locator_goal(list(batch["task"])))[0].flatten(1)
+                goal = self._locator_goal(self.model, list(batch["task"]))
+                return self.model.locate(self._locator_views(batch), goal)[0].flatten(1)
             if self.locator is not None:
                 state = torch.as_tensor(batch[STATE], device=self.device).float()
                 return self._located_state(batch, state, None)[:, -1, self._privileged_index.to(self.device)]
