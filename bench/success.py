@@ -58,7 +58,7 @@ RESULTS = ROOT / "bench" / "results"
 SINGLE_STEP = ("pick", "place", "push", "stack", "open-drawer", "close-drawer", "put-in-drawer", "reach",
                "move-next-to")
 EVAL_SEED0 = 10_000
-LOCATOR_LR = 1e-3  # a convolutional net from scratch: at the policies' 3e-4 it had found nothing by step 750
+LOCATOR_LR = 1e-3  # a convolutional net from scratch: its first run, at the policies' 3e-4, had found nothing by step 750
 SCENE_SEED0 = 100_000  # rendered perception scenes: far above every demonstration and evaluation seed
 
 

@@ -164,7 +164,8 @@ class MDTConfig:
     locator: str | None = None
     # With a locator: the cameras of the locator's whose estimates are fused; () = all. A camera whose
     # "not in view" class is not yet trained claims certainty on points it does not see (the wrist at
-    # step 4 000: 0.5-1.0), and then fusing it costs more than it adds. A policy-stage field.
+    # step 4 000: 0.46-0.86 on six such points), and then fusing it costs more than it adds. A policy-stage
+    # field.
     locator_cameras: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

@@ -18,8 +18,9 @@ estimators do:
 
 Trained (``MDTConfig.stage="locator"``) on rendered scenes and demonstration frames alike against
 the simulator's `goal_points` (3-D error, cm) and `GOAL_UV` (which cell the point falls in): no
-actions are needed. A policy with ``locator=<that run>`` carries its weights and, when it acts,
-reads the goal's points from it, never from the simulator. Beyond MDT.
+actions are needed. A trained policy given it (`MDTPolicy.carrying_locator`, `embodied attach-locator`)
+carries its weights and, when it acts, reads the goal's points from it, never from the simulator.
+Beyond MDT.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from torch.nn import functional as F
 from embodied.layers import FiLM
 from policies.mdt.configuration import MDTConfig
 from policies.mdt.model import GOAL_POINTS, build_language_goal, language_goal
-from policies.mdt.vision import _Stage, peak_window_cells, with_null_cell
+from policies.mdt.vision import _Stage, peak_window_cells, unproject, with_null_cell
 
 # A vote reaches at most this far from its cell's surface (tanh-bounded): an object's centre is within a few
 # cm of what the camera sees of it. Unbounded, the votes learnt to point every cell at the layouts' mean
@@ -43,8 +44,9 @@ DEPTH_CENTRE_M = 0.8     # depth enters the CNN as (depth - this) / DEPTH_SCALE_
 DEPTH_SCALE_M = 0.5
 HEAD_WIDTH = 32          # channels of the feature pyramid the logits and votes are read from
 # The head reads the second stage's resolution: cells of 4x4 pixels (a 128-px image: 32x32 cells). A
-# 4 cm object at 128 px spans one or two cells; the votes, not the cells, carry the precision, and the
-# head at the first stage's 2x2 cells cost half of a training step for no measured gain.
+# 4 cm object at 128 px spans one or two cells; the votes, not the cells, carry the precision. A head at
+# the first stage's 2x2 cells trained at 13 samples/s against 20 here (one scratch run each, both beside
+# other work); what it would gain was not measured.
 CELL_STRIDE = 4
 
 
@@ -67,11 +69,7 @@ def surface_points(depth: torch.Tensor, intrinsics: torch.Tensor, extrinsics: to
     hh, ww = z.shape[1:]
     x = (torch.arange(ww, device=depth.device, dtype=depth.dtype) + 0.5) * cell  # block centres, pixels
     y = (torch.arange(hh, device=depth.device, dtype=depth.dtype) + 0.5) * cell
-    fx, fy = intrinsics[:, 0, 0, None, None], intrinsics[:, 1, 1, None, None]
-    cx, cy = intrinsics[:, 0, 2, None, None], intrinsics[:, 1, 2, None, None]
-    camera = torch.stack([(x[None, None, :] - cx) / fx * z, (y[None, :, None] - cy) / fy * z, z], dim=-1)
-    world = camera @ extrinsics[:, None, :3, :3].transpose(-1, -2) + extrinsics[:, None, None, :3, 3]
-    return world, found
+    return unproject(x.expand_as(z), y[:, None].expand_as(z), z, intrinsics, extrinsics), found
 
 
 def peak_window_mean(p: torch.Tensor, votes: torch.Tensor, h: int, w: int, radius: int = 1) -> torch.Tensor:
@@ -161,19 +159,17 @@ class ObjectLocator(nn.Module):
         estimate = (cells[..., None] * votes).sum(2) / certainty.clamp_min(1e-6)[..., None]
         return estimate, peak_window_mean(cells, votes, *out.shape[-2:]), certainty, logits
 
-    def locate(self, views: dict[str, tuple[torch.Tensor, ...]], goal: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def locate(self, views: dict[str, tuple[torch.Tensor, ...]], goal: torch.Tensor) -> torch.Tensor:
         """views {cam: (images, depth, intrinsics, extrinsics)} as `camera_votes` takes them, for some or all
-        of the locator's cameras -> ((N, M, 3) the goal's points in the world (m), the estimate of each
-        camera in `views` weighted by its certainty; (N, M) the highest certainty of any of them)."""
+        of the locator's cameras -> (N, M, 3) the goal's points in the world (m), the estimate of each
+        camera in `views` weighted by its certainty."""
         unknown = sorted(set(views) - set(self.cameras))
         if unknown or not views:
             raise ValueError(f"the locator reads cameras {self.cameras}; got views of {sorted(views)}")
         estimates, certainties = zip(*(self.camera_votes(cam, *views[cam], goal)[1:3] for cam in self.cameras
                                        if cam in views), strict=True)
         c = torch.stack(certainties)  # (K, N, M)
-        fused = (torch.stack(estimates) * c[..., None]).sum(0) / c.sum(0).clamp_min(1e-6)[..., None]
-        return fused, c.amax(0)
+        return (torch.stack(estimates) * c[..., None]).sum(0) / c.sum(0).clamp_min(1e-6)[..., None]
 
 
 PLACED_WEIGHT = 0.3  # the 3-D error (cm) against the cells' cross-entropy: finding the object comes first

@@ -189,7 +189,7 @@ class MDTPolicy(nn.Module):
                                "that carry depth and calibration")
             views[cam] = (to_float_images(read(video_key(cam)), cfg.image_size), read(depth_key(cam)).float(),
                           read(intrinsics_key(cam)).float(), read(extrinsics_key(cam)).float())
-        points, _ = self.locator.locate(views, goal.repeat_interleave(to, dim=0))
+        points = self.locator.locate(views, goal.repeat_interleave(to, dim=0))
         out = state.clone()
         out[..., self._privileged_index.to(self.device)] = points.view(r, to, -1)
         return out
@@ -686,7 +686,7 @@ class MDTPolicy(nn.Module):
         with self._inference():
             if self.config.stage == "locator":
                 goal = self._locator_goal(self.model, list(batch["task"]))
-                return self.model.locate(self._locator_views(batch), goal)[0].flatten(1)
+                return self.model.locate(self._locator_views(batch), goal).flatten(1)
             if self.locator is not None:
                 state = torch.as_tensor(batch[STATE], device=self.device).float()
                 return self._located_state(batch, state, None)[:, -1, self._privileged_index.to(self.device)]

@@ -245,6 +245,19 @@ class CameraEncoder(nn.Module):
         return torch.cat([token[:, None], cells], dim=1), heat
 
 
+def unproject(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, intrinsics: torch.Tensor,
+              extrinsics: torch.Tensor) -> torch.Tensor:
+    """Pixels at depths -> world points (pinhole camera, OpenCV axes).
+
+    x, y (N, *S) continuous pixel coordinates (pixel centres at i + 0.5), z (N, *S) metres along the
+    optical axis; intrinsics (N, 3, 3) K; extrinsics (N, 4, 4) T_world_cam. Returns (N, *S, 3) metres."""
+    lead = (len(z),) + (1,) * (z.dim() - 1)
+    k = intrinsics.reshape(*lead, 3, 3)
+    t = extrinsics.reshape(*lead, 4, 4)
+    camera = torch.stack([(x - k[..., 0, 2]) / k[..., 0, 0] * z, (y - k[..., 1, 2]) / k[..., 1, 1] * z, z], dim=-1)
+    return (camera[..., None, :] * t[..., :3, :3]).sum(-1) + t[..., :3, 3]  # R · camera + t
+
+
 def lift_image_points(uv: torch.Tensor, depth: torch.Tensor, intrinsics: torch.Tensor,
                       extrinsics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Points in normalised image coordinates -> points in the world, through a depth image.
@@ -271,8 +284,5 @@ def lift_image_points(uv: torch.Tensor, depth: torch.Tensor, intrinsics: torch.T
     z = torch.where(around > 0, around, torch.full_like(around, float("inf"))).amin(dim=-1)  # nearest surface
     found = torch.isfinite(z)
     z = torch.where(found, z, torch.zeros_like(z))
-    fx, fy = intrinsics[:, None, 0, 0], intrinsics[:, None, 1, 1]
-    cx, cy = intrinsics[:, None, 0, 2], intrinsics[:, None, 1, 2]
-    camera = torch.stack([(x - cx) / fx * z, (y - cy) / fy * z, z], dim=-1)  # (N, M, 3) camera frame
-    world = camera @ extrinsics[:, :3, :3].transpose(1, 2) + extrinsics[:, None, :3, 3]
+    world = unproject(x, y, z, intrinsics, extrinsics)
     return world, found
